@@ -1,0 +1,297 @@
+"""One training loop for every setting, yielding progress as it goes.
+
+The notebook's full-batch gradient descent is this loop with ``batch_size=None`` and
+``optimizer="gd"``; mini-batch SGD, momentum and Adam differ only in those two settings. The loop
+is a generator so the CLI can print and the Train page can chart the same records, and a caller
+stops it between steps through ``stop`` (a ``threading.Event``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from scratchnet import optimizers
+from scratchnet.errors import ConfigError
+from scratchnet.network import INITS, Network
+from scratchnet.activations import ACTIVATIONS
+
+# A mean cross-entropy this large means logits hundreds of units off: the run has blown up
+# even if the numbers are still finite, and continuing only burns CPU.
+DIVERGENCE_LOSS = 1e3
+MAX_STEPS = 10_000_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden: tuple[int, ...] = (256, 128)
+    activation: str = "relu"
+    init: str = "he"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    iterations: int | None = None
+    epochs: float | None = 10
+    batch_size: int | None = 128
+    l2: float = 0.0
+    momentum: float = 0.9
+    seed: int = 0
+    augment: bool = False
+    lr_schedule: str = "constant"  # or "cosine": decays to 0 at the last step
+    eval_every: int | None = None
+
+    def validate(self, n_train: int | None = None) -> None:
+        """Refuse settings that cannot work, with the reason a user can act on."""
+        if not self.hidden or any(int(h) < 1 or int(h) > 4096 for h in self.hidden):
+            raise ConfigError("Hidden layer sizes must be whole numbers from 1 to 4096.")
+        if len(self.hidden) > 8:
+            raise ConfigError("At most 8 hidden layers are supported.")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"Unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}."
+            )
+        if self.init not in INITS:
+            raise ConfigError(f"Unknown weight init {self.init!r}; choose one of {', '.join(INITS)}.")
+        if self.optimizer not in optimizers.OPTIMIZERS:
+            raise ConfigError(
+                f"Unknown optimizer {self.optimizer!r}; "
+                f"choose one of {', '.join(optimizers.OPTIMIZERS)}."
+            )
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"The learning rate must be a positive number, got {self.lr!r}.")
+        if self.lr > 1e3:
+            raise ConfigError(
+                f"A learning rate of {self.lr:g} cannot train anything; try 0.1 for GD "
+                "or 0.001 for Adam."
+            )
+        if (self.iterations is None) == (self.epochs is None):
+            raise ConfigError("Give either a number of iterations or a number of epochs, not both.")
+        if self.iterations is not None and not 1 <= int(self.iterations) <= MAX_STEPS:
+            raise ConfigError(f"Iterations must be between 1 and {MAX_STEPS:,}.")
+        if self.epochs is not None and not 0 < float(self.epochs) <= 10_000:
+            raise ConfigError("Epochs must be more than 0 and at most 10,000.")
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise ConfigError("The batch size must be at least 1.")
+        if n_train is not None:
+            if n_train < 1:
+                raise ConfigError("There is no training data.")
+            if self.batch_size is not None and self.batch_size > n_train:
+                raise ConfigError(
+                    f"The batch size ({self.batch_size:,}) is larger than the training set "
+                    f"({n_train:,} digits); use at most {n_train:,}, or full batch."
+                )
+        if not (math.isfinite(self.l2) and 0 <= self.l2 < 1):
+            raise ConfigError("L2 regularisation must be between 0 and 1.")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError("Momentum must be at least 0 and below 1.")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError("The learning-rate schedule must be 'constant' or 'cosine'.")
+        if self.eval_every is not None and int(self.eval_every) < 1:
+            raise ConfigError("Report progress at least every 1 step.")
+
+    def total_steps(self, n_train: int) -> int:
+        if self.iterations is not None:
+            return int(self.iterations)
+        return max(1, math.ceil(float(self.epochs) * self.steps_per_epoch(n_train)))
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        bs = self.effective_batch_size(n_train)
+        return math.ceil(n_train / bs)
+
+    def effective_batch_size(self, n_train: int) -> int:
+        return n_train if self.batch_size is None else min(int(self.batch_size), n_train)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "hidden" in kw:
+            kw["hidden"] = tuple(int(h) for h in kw["hidden"])
+        return cls(**kw)
+
+    def replace(self, **kw) -> "TrainConfig":
+        return dataclasses.replace(self, **kw)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # The teaching notebook, exactly: 784-10-10, uniform [-0.5, 0.5) init, full-batch GD.
+    "notebook": TrainConfig(
+        hidden=(10,), activation="relu", init="notebook", optimizer="gd", lr=0.1,
+        iterations=500, epochs=None, batch_size=None,
+    ),
+    # The live-demo setting: a wider MLP with Adam on mini-batches, augmented so it reads drawings.
+    "fast": TrainConfig(
+        hidden=(256, 128), activation="relu", init="he", optimizer="adam", lr=1e-3,
+        iterations=None, epochs=10, batch_size=128, augment=True, lr_schedule="cosine",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    seconds: float
+    status: str = "running"  # "running" | "finished" | "stopped" | "diverged"
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status != "running"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build_network(config: TrainConfig, n_inputs: int = 784, n_classes: int = 10) -> Network:
+    return Network(
+        (n_inputs, *config.hidden, n_classes), config.activation, config.init, seed=config.seed
+    )
+
+
+def _lr_at(config: TrainConfig, step: int, total: int) -> float:
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+    return config.lr
+
+
+def train(
+    net: Network,
+    X: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    *,
+    stop=None,
+    rng: np.random.Generator | None = None,
+) -> Iterator[Progress]:
+    """Train ``net`` in place, yielding a :class:`Progress` every ``eval_every`` steps.
+
+    The last record always has ``status != "running"``. If the loss stops being finite (or
+    explodes past ``DIVERGENCE_LOSS``), the parameters of the last good record are restored,
+    so a diverged run never leaves NaN weights behind.
+    """
+    n = len(X)
+    config.validate(n_train=n)
+    if X.dtype != np.float32:
+        raise ConfigError("Training data must be float32 rows in [0, 1].")
+    rng = rng if rng is not None else np.random.default_rng(config.seed)
+    y = np.asarray(y)
+    bs = config.effective_batch_size(n)
+    full_batch = bs == n
+    steps_per_epoch = config.steps_per_epoch(n)
+    total = config.total_steps(n)
+    eval_every = int(
+        config.eval_every or (10 if config.iterations is not None else steps_per_epoch)
+    )
+    opt = optimizers.make(config.optimizer, net.params(), config.lr, config.momentum)
+    augment = None
+    if config.augment:
+        from scratchnet.augment import augment_batch as augment
+
+    Xb_buf = np.empty((bs, X.shape[1]), np.float32) if not full_batch or augment else None
+    good = [p.copy() for p in net.params()]  # last parameters known to give a finite loss
+    loss_sum = 0.0
+    correct = 0
+    seen = 0
+    order = np.arange(n)
+    start = time.perf_counter()
+
+    def record(step: int, status: str = "running", message: str = "") -> Progress:
+        nonlocal loss_sum, correct, seen
+        val = net.accuracy(X_val, y_val) if X_val is not None and len(X_val) else None
+        p = Progress(
+            step=step,
+            total_steps=total,
+            epoch=step / steps_per_epoch,
+            loss=loss_sum / seen if seen else float("nan"),
+            train_accuracy=correct / seen if seen else float("nan"),
+            val_accuracy=val,
+            seconds=time.perf_counter() - start,
+            status=status,
+            message=message,
+        )
+        loss_sum, correct, seen = 0.0, 0, 0
+        return p
+
+    for step in range(total):
+        if stop is not None and stop.is_set():
+            yield record(step, "stopped", f"Stopped at iteration {step:,} of {total:,}.")
+            return
+        pos = step % steps_per_epoch
+        if full_batch:
+            idx = None
+        else:
+            if pos == 0:
+                order = rng.permutation(n)
+            idx = order[pos * bs : (pos + 1) * bs]
+        if idx is None and augment is None:
+            Xb, yb = X, y
+        else:
+            m = n if idx is None else len(idx)
+            Xb = Xb_buf[:m]
+            if idx is None:
+                Xb[...] = X
+                yb = y
+            else:
+                np.take(X, idx, axis=0, out=Xb, mode="clip")
+                yb = y[idx]
+            if augment is not None:
+                augment(Xb, rng, out=Xb)
+
+        acts, loss, n_correct = net.forward_with_loss(Xb, yb)
+        if not math.isfinite(loss) or loss > DIVERGENCE_LOSS:
+            for p, g in zip(net.params(), good):
+                p[...] = g
+            what = "became infinite or NaN" if not math.isfinite(loss) else f"exploded to {loss:.3g}"
+            yield record(
+                step,
+                "diverged",
+                f"Training diverged at iteration {step + 1:,}: the loss {what}. The learning rate "
+                f"({config.lr:g}) is too large for this setting; try {config.lr / 10:g} or smaller. "
+                "The last good weights were kept.",
+            )
+            return
+        grads = net.backward(acts, yb, config.l2)
+        opt.lr = _lr_at(config, step, total)
+        opt.step(grads)
+        loss_sum += loss * len(yb)
+        correct += n_correct
+        seen += len(yb)
+
+        done = step + 1
+        if done % eval_every == 0 or done == total:
+            if not all(np.isfinite(p).all() for p in net.params()):
+                for p, g in zip(net.params(), good):
+                    p[...] = g
+                yield record(
+                    done,
+                    "diverged",
+                    f"Training diverged at iteration {done:,}: the weights became infinite or "
+                    f"NaN. Try a learning rate below {config.lr:g}. The last good weights were kept.",
+                )
+                return
+            for p, g in zip(net.params(), good):
+                g[...] = p
+            yield record(done, "finished" if done == total else "running")
+
+
+def fit(config: TrainConfig, X, y, X_val=None, y_val=None, **kw) -> tuple[Network, list[Progress]]:
+    """Build a network for ``config`` and train it to the end; handy for tests and scripts."""
+    net = build_network(config, n_inputs=X.shape[1])
+    history = list(train(net, X, y, config, X_val, y_val, **kw))
+    return net, history
