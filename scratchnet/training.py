@@ -35,7 +35,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     iterations: int | None = None
-    epochs: float | None = 10
+    epochs: float | None = None  # when neither is given: 10 epochs
     batch_size: int | None = 128
     l2: float = 0.0
     momentum: float = 0.9
@@ -43,6 +43,11 @@ class TrainConfig:
     augment: bool = False
     lr_schedule: str = "constant"  # or "cosine": decays to 0 at the last step
     eval_every: int | None = None
+
+    def __post_init__(self):
+        if self.iterations is None and self.epochs is None:
+            object.__setattr__(self, "epochs", 10)
+        object.__setattr__(self, "hidden", tuple(self.hidden))
 
     def validate(self, n_train: int | None = None) -> None:
         """Refuse settings that cannot work, with the reason a user can act on."""

@@ -1,0 +1,205 @@
+"""The training loop, optimizers, presets and the divergence guard."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from scratchnet import optimizers
+from scratchnet.errors import ConfigError
+from scratchnet.network import Network
+from scratchnet.training import PRESETS, Progress, TrainConfig, build_network, fit, train
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """The bundled real MNIST sample, split 4,000 train / 1,000 validation."""
+    from pathlib import Path
+
+    d = np.load(Path(__file__).parent.parent / "scratchnet" / "data" / "mnist_sample.npz")
+    X = d["images"].astype(np.float32) / 255
+    y = d["labels"].astype(np.int64)
+    p = np.random.default_rng(0).permutation(len(y))
+    X, y = X[p], y[p]
+    return X[1000:], y[1000:], X[:1000], y[:1000]
+
+
+def test_notebook_preset_learns_on_the_sample(sample):
+    X, y, Xv, yv = sample
+    cfg = PRESETS["notebook"].replace(iterations=100)
+    net, hist = fit(cfg, X, y, Xv, yv)
+    assert net.sizes == (784, 10, 10)
+    assert [h.step for h in hist] == list(range(10, 101, 10))  # every 10 iterations, like the notebook
+    assert hist[-1].status == "finished"
+    assert hist[-1].val_accuracy > 0.5  # chance is 0.1
+    assert hist[-1].loss < hist[0].loss
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("momentum", 0.05), ("adam", 1e-3)])
+def test_every_optimizer_learns(sample, optimizer, lr):
+    X, y, Xv, yv = sample
+    cfg = TrainConfig(hidden=(32,), optimizer=optimizer, lr=lr, epochs=2, batch_size=64)
+    net, hist = fit(cfg, X, y, Xv, yv)
+    assert len(hist) == 2 and hist[-1].epoch == pytest.approx(2.0)
+    assert hist[-1].val_accuracy > 0.8
+
+
+def test_fast_preset_reaches_90_percent_on_the_sample(sample):
+    X, y, Xv, yv = sample
+    net, hist = fit(PRESETS["fast"], X, y, Xv, yv)
+    assert hist[-1].val_accuracy >= 0.9
+
+
+def test_training_is_reproducible_with_a_seed(sample):
+    X, y, Xv, yv = sample
+    cfg = TrainConfig(hidden=(16,), epochs=1, batch_size=100, seed=7)
+    a, _ = fit(cfg, X, y)
+    b, _ = fit(cfg, X, y)
+    c, _ = fit(cfg.replace(seed=8), X, y)
+    assert np.array_equal(a.weights[0], b.weights[0])
+    assert not np.array_equal(a.weights[0], c.weights[0])
+
+
+def test_divergence_stops_cleanly_with_finite_weights(sample):
+    X, y, Xv, yv = sample
+    cfg = PRESETS["notebook"].replace(lr=100.0)
+    net = build_network(cfg)
+    hist = list(train(net, X, y, cfg, Xv, yv))
+    last = hist[-1]
+    assert last.status == "diverged"
+    assert last.step < 500
+    assert "learning rate" in last.message and "too large" in last.message
+    assert all(np.isfinite(p).all() for p in net.params())
+
+
+def test_stop_request_is_honoured_between_steps(sample):
+    X, y, Xv, yv = sample
+    stop = threading.Event()
+    cfg = TrainConfig(hidden=(16,), iterations=1000, batch_size=32, eval_every=5)
+    net = build_network(cfg)
+    hist = []
+    for p in train(net, X, y, cfg, Xv, yv, stop=stop):
+        hist.append(p)
+        if p.step == 20:
+            stop.set()
+    assert hist[-1].status == "stopped" and hist[-1].step == 20
+    assert all(h.status == "running" for h in hist[:-1])
+
+
+def test_progress_records_are_consistent(sample):
+    X, y, Xv, yv = sample
+    cfg = TrainConfig(hidden=(16,), epochs=1.5, batch_size=500)  # 8 steps per epoch
+    net, hist = fit(cfg, X, y, Xv, yv)
+    assert [h.step for h in hist] == [8, 12]
+    assert hist[-1].total_steps == 12 and hist[-1].epoch == pytest.approx(1.5)
+    assert all(isinstance(h, Progress) and 0 <= h.train_accuracy <= 1 for h in hist)
+    assert hist[0].seconds <= hist[1].seconds
+    assert hist[-1].done and not hist[0].done
+    assert hist[0].to_dict()["step"] == 8
+
+
+def test_full_batch_does_not_copy_the_data(sample, monkeypatch):
+    X, y, _, _ = sample
+    seen = []
+    real = Network.forward_with_loss
+
+    def spy(self, Xb, yb):
+        seen.append(Xb)
+        return real(self, Xb, yb)
+
+    monkeypatch.setattr(Network, "forward_with_loss", spy)
+    fit(PRESETS["notebook"].replace(iterations=2), X, y)
+    assert all(s is X for s in seen)
+
+
+def test_l2_shrinks_weights(sample):
+    X, y, _, _ = sample
+    cfg = TrainConfig(hidden=(16,), epochs=1, batch_size=100, optimizer="sgd", lr=0.1)
+    plain, _ = fit(cfg, X, y)
+    reg, _ = fit(cfg.replace(l2=0.05), X, y)
+    assert np.abs(reg.weights[0]).sum() < np.abs(plain.weights[0]).sum()
+
+
+def test_cosine_schedule_trains(sample):
+    X, y, Xv, yv = sample
+    net, hist = fit(TrainConfig(hidden=(32,), epochs=2, batch_size=64, lr_schedule="cosine"), X, y, Xv, yv)
+    assert hist[-1].val_accuracy > 0.8
+
+
+@pytest.mark.parametrize(
+    "kw,fragment",
+    [
+        (dict(lr=0), "positive"),
+        (dict(lr=-1), "positive"),
+        (dict(lr=float("nan")), "positive"),
+        (dict(lr=1e6), "cannot train"),
+        (dict(iterations=0, epochs=None), "Iterations"),
+        (dict(iterations=10**9, epochs=None), "Iterations"),
+        (dict(iterations=5, epochs=5), "either"),
+        (dict(batch_size=0), "batch size"),
+        (dict(batch_size=10_000), "larger than the training set"),
+        (dict(hidden=(0,)), "Hidden"),
+        (dict(optimizer="rmsprop"), "optimizer"),
+        (dict(activation="elu"), "activation"),
+        (dict(l2=-1.0), "L2"),
+        (dict(lr_schedule="step"), "schedule"),
+    ],
+)
+def test_bad_settings_raise_config_error(kw, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        TrainConfig(**kw).validate(n_train=4000)
+
+
+def test_config_defaults_to_ten_epochs_unless_iterations_are_given():
+    assert TrainConfig().epochs == 10
+    assert TrainConfig(iterations=7).epochs is None
+    assert TrainConfig(hidden=[4, 3]).hidden == (4, 3)
+
+
+def test_config_round_trips_through_dict():
+    cfg = PRESETS["fast"]
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert TrainConfig.from_dict({**cfg.to_dict(), "unknown": 1}) == cfg
+
+
+def test_presets_match_the_notebook_and_validate():
+    nb = PRESETS["notebook"]
+    assert (nb.hidden, nb.optimizer, nb.lr, nb.iterations, nb.batch_size, nb.init) == (
+        (10,), "gd", 0.1, 500, None, "notebook")
+    for cfg in PRESETS.values():
+        cfg.validate(n_train=59_000)
+
+
+def test_optimizer_updates():
+    p = [np.array([1.0, 2.0], np.float32)]
+    optimizers.make("gd", p, 0.5).step([np.array([1.0, -2.0], np.float32)])
+    np.testing.assert_allclose(p[0], [0.5, 3.0])
+
+    p = [np.zeros(1, np.float32)]
+    opt = optimizers.make("momentum", p, 1.0, momentum=0.5)
+    opt.step([np.ones(1, np.float32)])
+    opt.step([np.ones(1, np.float32)])
+    np.testing.assert_allclose(p[0], [-1 - 1.5])  # v1=-1, v2=0.5*-1-1=-1.5
+
+    # Adam's first step moves every coordinate by lr * sign(g), whatever the gradient's scale
+    p = [np.zeros(3, np.float32)]
+    optimizers.make("adam", p, 0.01).step([np.array([1e-3, -5.0, 100.0], np.float32)])
+    np.testing.assert_allclose(p[0], [-0.01, 0.01, -0.01], rtol=1e-3)
+    with pytest.raises(ConfigError):
+        optimizers.make("lbfgs", p, 0.1)
+
+
+def test_adam_matches_reference_formula():
+    rng = np.random.default_rng(0)
+    p = [rng.normal(size=5).astype(np.float32)]
+    ref = p[0].astype(np.float64).copy()
+    m = np.zeros(5)
+    v = np.zeros(5)
+    opt = optimizers.make("adam", p, 0.01)
+    for t in range(1, 6):
+        g = rng.normal(size=5)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        ref -= 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        opt.step([g.astype(np.float32)])
+    np.testing.assert_allclose(p[0], ref, rtol=1e-5, atol=1e-6)
