@@ -404,7 +404,8 @@ def _read_model(source, *, label: str | None = None) -> tuple[list[np.ndarray], 
                         raise ModelFileError(
                             f"{label}: array {key} has shape {arr.shape}, but sizes {sizes} need {shape}."
                         )
-                    arr = np.ascontiguousarray(arr, dtype=np.float32)
+                    with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf, refused below
+                        arr = np.ascontiguousarray(arr, dtype=np.float32)
                     if not np.isfinite(arr).all():
                         raise ModelFileError(f"{label}: array {key} contains NaN or infinite values.")
                     out.append(arr)
@@ -697,7 +698,7 @@ class ModelStore:
             else:
                 old.unlink(missing_ok=True)
             _fsync_dir(self.directory)
-            if self.active_name() == name:
+            if self._chosen_name() == name:
                 self.set_active(new_name)
         st = new.stat()
         net, meta = load_model(new)
@@ -709,18 +710,25 @@ class ModelStore:
             path.unlink()
         except FileNotFoundError:
             raise ModelFileError(f"There is no model named {validate_name(name)!r}.") from None
-        if self.active_name() == validate_name(name):
+        if self._chosen_name() == validate_name(name):
             (self.directory / ACTIVE_FILE).unlink(missing_ok=True)
 
     # ---- the active model
 
-    def active_name(self) -> str | None:
-        """The model chosen as active, if that choice is readable and the model file exists."""
+    def _chosen_name(self) -> str | None:
+        """The name recorded in active.json, whether or not that model still exists."""
         try:
             data = json.loads((self.directory / ACTIVE_FILE).read_text(encoding="utf-8"))
-            name = validate_name(data["name"])
-            return name if self.path_for(name).is_file() else None
+            return validate_name(data["name"])
         except (OSError, ValueError, KeyError, TypeError, ScratchnetError):
+            return None
+
+    def active_name(self) -> str | None:
+        """The model chosen as active, if that choice is readable and the model file exists."""
+        name = self._chosen_name()
+        try:
+            return name if name is not None and self.path_for(name).is_file() else None
+        except ScratchnetError:
             return None
 
     def set_active(self, name: str | None) -> None:
