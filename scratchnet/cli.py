@@ -1,0 +1,590 @@
+"""``python -m scratchnet``: train, evaluate and predict from a terminal.
+
+The CLI is a thin shell around the package: the same ``TrainConfig`` presets and ``train()`` loop
+the Train page uses, the same model store, the same image preprocessing as the Draw page. Every
+error a user can cause ends as one line on stderr and exit status 2; ``main(argv)`` returns the
+exit status instead of exiting so tests can run it in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from scratchnet import __version__
+from scratchnet.errors import ConfigError, DataError, ModelFileError, ScratchnetError
+
+EXIT_OK = 0
+EXIT_ERROR = 2  # user-caused: bad option, bad file, model file not ours, bad image
+EXIT_DIVERGED = 3  # training blew up; the last finite weights were saved if anything was learned
+EXIT_INTERRUPTED = 130  # Ctrl+C (the shell convention, 128 + SIGINT)
+
+EXIT_CODES_HELP = """\
+exit status:
+  0    success
+  2    a problem you can fix: bad option value, unreadable or malformed data/image file,
+       a --model that is not a scratchnet model (one line on stderr explains it)
+  3    training diverged (loss became NaN/infinite or exploded); the last finite weights are
+       saved if at least one progress record was good, the reason is printed on stderr
+  130  interrupted with Ctrl+C; during `train` the first Ctrl+C stops after the current step
+       and saves what was learned, a second one aborts without saving
+"""
+
+
+class UsageError(Exception):
+    """An argparse complaint, turned into one line instead of usage + error + exit."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # noqa: D401 - argparse hook
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+# --------------------------------------------------------------------------- option types
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"hidden layer sizes must be whole numbers separated by commas, like 256,128; got {text!r}"
+        ) from None
+    if not sizes:
+        raise argparse.ArgumentTypeError("give at least one hidden layer size, like 256,128")
+    return sizes
+
+
+def _batch_size(text: str):
+    if text.strip().lower() == "full":
+        return "full"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch size must be a whole number or 'full', got {text!r}") from None
+
+
+def _number(kind):
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from scratchnet.activations import ACTIVATIONS
+    from scratchnet.network import INITS
+    from scratchnet.optimizers import OPTIMIZERS
+    from scratchnet.training import PRESETS
+
+    parser = _Parser(
+        prog="python -m scratchnet",
+        description="A neural network written from scratch in NumPy: train it on MNIST, "
+        "evaluate it, and let it read your digits.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"scratchnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # ---- train
+    t = sub.add_parser(
+        "train",
+        help="train a network and save it",
+        description="Train a network. Options you give override the preset's values; without "
+        "--preset the 'fast' preset is used. Without --out the model goes into the model store "
+        "(SCRATCHNET_MODELS_DIR, else <data dir>/models) where the app finds it.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("--preset", choices=sorted(PRESETS), default="fast",
+                   help="starting configuration (default: fast). notebook = the teaching "
+                   "notebook's 784-10-10 network with full-batch gradient descent")
+    t.add_argument("--hidden", type=_hidden, metavar="N,N,...", help="hidden layer sizes, e.g. 256,128")
+    t.add_argument("--activation", choices=list(ACTIVATIONS))
+    t.add_argument("--init", choices=list(INITS), help="weight initialisation")
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS))
+    t.add_argument("--lr", type=_number(float), metavar="X", help="learning rate")
+    t.add_argument("--lr-schedule", choices=["constant", "cosine"])
+    t.add_argument("--momentum", type=_number(float), metavar="X", help="momentum (momentum optimizer)")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--iterations", type=_number(int), metavar="N", help="number of gradient steps")
+    length.add_argument("--epochs", type=_number(float), metavar="N", help="passes over the training data")
+    t.add_argument("--batch-size", type=_batch_size, metavar="N|full",
+                   help="mini-batch size, or 'full' for full-batch gradient descent")
+    t.add_argument("--l2", type=_number(float), metavar="X", help="L2 regularisation strength")
+    t.add_argument("--seed", type=_number(int), metavar="N", help="seed for weights and shuffling")
+    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random shifts/rotations/scales of training digits")
+    t.add_argument("--eval-every", type=_number(int), metavar="N",
+                   help="steps between progress lines (default: 10 for iteration runs, 1 epoch otherwise)")
+    t.add_argument("--dataset", choices=["mnist", "sample"], default="mnist",
+                   help="mnist (default; downloaded once, falls back to the bundled 5,000-digit "
+                   "sample when offline) or sample")
+    t.add_argument("--data-dir", metavar="DIR", help="where MNIST is cached (default: SCRATCHNET_DATA_DIR "
+                   "or ~/.cache/scratchnet)")
+    t.add_argument("--csv", metavar="TRAIN.csv", help="train on a CSV file (label,pixel0..pixel783) instead")
+    t.add_argument("--test-csv", metavar="TEST.csv", help="test set for --csv")
+    t.add_argument("--out", metavar="MODEL.npz", help="write the model to this file instead of the store")
+    t.add_argument("--name", help="name in the model store (default: generated from preset, date, accuracy)")
+    t.add_argument("--json", action="store_true",
+                   help="progress on stderr, then one line of JSON with the results on stdout")
+    t.add_argument("--quiet", action="store_true", help="no progress lines")
+    t.set_defaults(func=cmd_train)
+
+    # ---- evaluate
+    e = sub.add_parser(
+        "evaluate",
+        help="test accuracy of a saved model",
+        description="Accuracy of a model on the MNIST test set, or on a CSV file.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("--model", required=True, metavar="M", help="model file, or a model name in the store")
+    e.add_argument("--data-dir", metavar="DIR", help="where MNIST is cached")
+    e.add_argument("--csv", metavar="TEST.csv", help="evaluate on this CSV (label,pixel0..pixel783)")
+    e.add_argument("--json", action="store_true", help="one line of JSON: test_accuracy, n")
+    e.set_defaults(func=cmd_evaluate)
+
+    # ---- predict
+    p = sub.add_parser(
+        "predict",
+        help="read digits from image files",
+        description="Predict the digit in each image. Any format Pillow opens, any size, dark ink "
+        "on light paper or the other way round; images are cropped, scaled and centred like MNIST.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, metavar="M", help="model file, or a model name in the store")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per image and line: path, digit, confidence, probabilities")
+    p.set_defaults(func=cmd_predict)
+
+    # ---- models
+    m = sub.add_parser("models", help="list the models in the store")
+    m.add_argument("--json", action="store_true", help="one line of JSON: a list of models")
+    m.set_defaults(func=cmd_models)
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _fmt_acc(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _fmt_epoch(e: float) -> str:
+    return f"{e:.2f}".rstrip("0").rstrip(".")
+
+
+def progress_line(p, by_iterations: bool) -> str:
+    """One progress record in the notebook's words ("Iteration 10: train accuracy ...")."""
+    head = f"Iteration {p.step}" if by_iterations else f"Epoch {_fmt_epoch(p.epoch)}"
+    parts = [f"train accuracy {_fmt_acc(p.train_accuracy)}"]
+    if p.val_accuracy is not None:
+        parts.append(f"validation accuracy {_fmt_acc(p.val_accuracy)}")
+    loss = "n/a" if not math.isfinite(p.loss) else f"{p.loss:.4g}"
+    parts.append(f"loss {loss}")
+    parts.append(f"{p.seconds:.1f} s")
+    return f"{head}: " + ", ".join(parts)
+
+
+def _finite(x):
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _config_from_args(args):
+    from scratchnet.training import PRESETS
+
+    config = PRESETS[args.preset]
+    over = {}
+    for field in ("hidden", "activation", "init", "optimizer", "lr", "lr_schedule", "momentum", "l2",
+                  "seed", "augment", "eval_every"):
+        value = getattr(args, field)
+        if value is not None:
+            over[field] = value
+    if args.iterations is not None:
+        over.update(iterations=args.iterations, epochs=None)
+    elif args.epochs is not None:
+        over.update(epochs=args.epochs, iterations=None)
+    if args.batch_size is not None:
+        over["batch_size"] = None if args.batch_size == "full" else args.batch_size
+    config = config.replace(**over)
+    config.validate()  # refuse bad values before loading (maybe downloading) any data
+    return config
+
+
+def _load_train_data(args):
+    from scratchnet import datasets
+
+    if args.test_csv and not args.csv:
+        raise ConfigError("--test-csv needs --csv (the training CSV) as well.")
+    if args.csv:
+        return datasets.load_csv(args.csv, test_source=args.test_csv)
+    if args.dataset == "sample":
+        return datasets.load_sample()
+    return datasets.load_mnist(args.data_dir)
+
+
+def _describe(config, ds, net) -> str:
+    n = len(ds.X_train)
+    steps = config.total_steps(n)
+    length = (f"{config.iterations:,} iterations" if config.iterations is not None
+              else f"{_fmt_epoch(float(config.epochs))} epochs ({steps:,} steps)")
+    batch = "full batch" if config.batch_size is None else f"batch {config.effective_batch_size(n)}"
+    sizes = "-".join(str(s) for s in net.sizes)
+    return (f"Network {sizes} ({config.activation}, {config.init} init, {net.n_params:,} parameters); "
+            f"{config.optimizer} lr {config.lr:g}, {batch}, {length}"
+            + (", augmented" if config.augment else ""))
+
+
+class _StopOnSigint:
+    """First Ctrl+C asks the loop to stop between steps (weights stay consistent); second aborts."""
+
+    def __init__(self, say):
+        self.event = threading.Event()
+        self._say = say
+        self._previous = None
+        self.installed = False
+
+    def _handler(self, signum, frame):
+        self.event.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self._say("Stopping after this step; the model will be saved (Ctrl+C again aborts without saving).")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handler)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.installed:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
+        return False
+
+
+def _dataset_meta(ds) -> dict:
+    return {
+        "name": ds.name,
+        "n_train": int(len(ds.X_train)),
+        "n_val": 0 if ds.X_val is None else int(len(ds.X_val)),
+        "n_test": 0 if ds.X_test is None else int(len(ds.X_test)),
+        "description": ds.description,
+    }
+
+
+def _history(records) -> list[dict]:
+    return [
+        {"step": p.step, "epoch": p.epoch, "loss": _finite(p.loss), "train_accuracy": _finite(p.train_accuracy),
+         "val_accuracy": _finite(p.val_accuracy), "seconds": p.seconds}
+        for p in records
+    ]
+
+
+# --------------------------------------------------------------------------- train
+
+
+def cmd_train(args) -> int:
+    from scratchnet.store import ModelStore, save_model
+    from scratchnet.training import build_network, train
+
+    config = _config_from_args(args)
+    if args.out is not None:
+        if args.name is not None:
+            raise ConfigError("Give either --out (a file) or --name (a name in the model store), not both.")
+        out = Path(args.out).expanduser()
+        if out.is_dir():
+            raise ConfigError(f"--out {args.out!r} is a folder; give a file name such as model.npz.")
+        parent = out.parent if str(out.parent) else Path(".")
+        if not parent.is_dir():
+            raise ConfigError(f"Cannot save the model to {args.out!r}: folder {str(parent)!r} does not exist.")
+    elif args.name is not None:
+        from scratchnet.store import validate_name
+
+        validate_name(args.name)
+
+    stream = sys.stderr if args.json else sys.stdout
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=stream, flush=True)
+
+    ds = _load_train_data(args)
+    for note in ds.notes:
+        _err(f"note: {note}")
+    config.validate(n_train=len(ds.X_train))
+    net = build_network(config, n_inputs=ds.X_train.shape[1])
+    say(f"Data: {ds.description}")
+    say(_describe(config, ds, net))
+
+    by_iterations = config.iterations is not None
+    records = []
+    good_records = 0  # records whose weights the loop accepted as finite
+    interrupted = False
+    with _StopOnSigint(say) as guard:
+        try:
+            for p in train(net, ds.X_train, ds.y_train, config, ds.X_val, ds.y_val, stop=guard.event):
+                records.append(p)
+                if p.status in ("running", "finished"):
+                    good_records += 1
+                say(progress_line(p, by_iterations))
+        except KeyboardInterrupt:
+            # With our handler installed this is the second Ctrl+C: abort without saving.
+            # Without it (not the main thread) it is the first: keep what the loop has so far.
+            if guard.installed:
+                raise
+            interrupted = True
+    last = records[-1] if records else None
+    status = "stopped" if interrupted or last is None else last.status
+    if status == "diverged":
+        _err(last.message)
+    elif status == "stopped":
+        _err(f"Training stopped by Ctrl+C at step {last.step if last else 0:,}; keeping what was learned.")
+
+    X_val_ok = ds.X_val is not None and len(ds.X_val) > 0
+    dev_acc = net.accuracy(ds.X_val, ds.y_val) if X_val_ok else None
+    test_acc = net.accuracy(ds.X_test, ds.y_test) if ds.X_test is not None and len(ds.X_test) else None
+    train_seconds = last.seconds if last is not None else 0.0
+    steps = last.step if last is not None else 0
+    epochs = last.epoch if last is not None else 0.0
+
+    finite = all(np.isfinite(a).all() for a in net.params())
+    learned = steps > 0 and (status != "diverged" or good_records > 0)
+    model_path = None
+    name = None
+    if finite and learned:
+        meta = {
+            "preset": args.preset,
+            "config": config.to_dict(),
+            "dataset": _dataset_meta(ds),
+            "metrics": {"val_accuracy": dev_acc, "test_accuracy": test_acc, "train_seconds": train_seconds,
+                        "steps": steps, "epochs": epochs, "status": status},
+            "history": _history(records),
+            "preprocessing": "mnist-28x28-float01",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": "cli",
+        }
+        if args.out is not None:
+            model_path = str(save_model(args.out, net, meta))
+        else:
+            info = ModelStore().save(net, meta, name=args.name)
+            model_path, name = str(info.path), info.name
+    elif not finite:
+        _err("The weights are not finite numbers; no model was saved.")
+    else:
+        _err("Nothing was learned before training ended; no model was saved.")
+
+    summary = f"Validation accuracy {_fmt_acc(dev_acc)}"
+    if test_acc is not None:
+        summary += f", test accuracy {_fmt_acc(test_acc)}"
+    summary += f"; {steps:,} steps ({_fmt_epoch(epochs)} epochs) in {train_seconds:.1f} s of training."
+    say(summary)
+    if model_path is not None:
+        where = f"Saved model {name!r} to {model_path}" if name else f"Saved model to {model_path}"
+        print(where, file=stream, flush=True)  # even with --quiet: the user needs to know where
+
+    if args.json:
+        result = {
+            "status": status,
+            "dev_accuracy": dev_acc,
+            "test_accuracy": test_acc,
+            "train_seconds": train_seconds,
+            "iterations": steps,
+            "epochs": epochs,
+            "model": model_path,
+            "name": name,
+            "preset": args.preset,
+            "dataset": _dataset_meta(ds),
+            "config": config.to_dict(),
+            "message": last.message if last is not None else "",
+        }
+        print(json.dumps(result, allow_nan=False, default=_json_default), flush=True)
+    if status == "diverged":
+        return EXIT_DIVERGED
+    if status == "stopped":
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(type(obj).__name__)
+
+
+# --------------------------------------------------------------------------- evaluate / predict
+
+
+def load_model_arg(spec: str):
+    """``--model``: an existing file, else a name in the model store. Returns (net, meta, where)."""
+    from scratchnet.store import ModelStore, load_model
+
+    path = Path(spec).expanduser()
+    if path.exists():
+        net, meta = load_model(path)
+        return net, meta, str(path)
+    looks_like_path = any(sep in spec for sep in ("/", os.sep)) or spec.lower().endswith(".npz")
+    store = ModelStore()
+    try:
+        net, meta = store.load(spec)
+    except ModelFileError:
+        if looks_like_path:
+            raise ModelFileError(f"Model file {spec!r} does not exist.") from None
+        raise ModelFileError(
+            f"{spec!r} is neither a model file nor a model in the store ({store.directory}); "
+            "`python -m scratchnet models` lists the stored ones."
+        ) from None
+    return net, meta, str(store.path_for(spec))
+
+
+def cmd_evaluate(args) -> int:
+    from scratchnet import datasets
+
+    net, meta, where = load_model_arg(args.model)
+    if args.csv:
+        images, labels = datasets.read_csv(args.csv)
+        X = images.astype(np.float32) / np.float32(255)
+        y = labels
+        source = f"csv:{Path(args.csv).name}"
+    else:
+        ds = datasets.load_mnist(args.data_dir, fallback=False)
+        for note in ds.notes:
+            _err(f"note: {note}")
+        if ds.X_test is None or not len(ds.X_test):
+            raise DataError("The MNIST test set is not available; pass --csv TEST.csv to evaluate on a file.")
+        X, y, source = ds.X_test, ds.y_test, "mnist-test"
+    if X.shape[1] != net.sizes[0]:
+        raise DataError(f"The data has {X.shape[1]} pixels per row but the model expects {net.sizes[0]}.")
+    if not len(y):
+        raise DataError("There are no rows to evaluate on.")
+    acc = net.accuracy(X, y)
+    if args.json:
+        print(json.dumps({"test_accuracy": acc, "n": int(len(y)), "model": where, "data": source}), flush=True)
+    else:
+        print(f"Test accuracy {acc:.4f} on {len(y):,} digits ({source}) for {where}")
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    from scratchnet.imaging import load_image, to_mnist
+
+    net, meta, where = load_model_arg(args.model)
+    status = EXIT_OK
+    for path in args.images:
+        try:
+            if os.path.isdir(path):
+                raise DataError(f"{path!r} is a folder, not an image.")
+            image = load_image(path)
+            x = to_mnist(image)
+            probs = net.predict_proba(x.reshape(1, -1))[0]
+        except ScratchnetError as exc:
+            _err(f"{path}: {exc}")
+            status = EXIT_ERROR
+            continue
+        except OSError as exc:
+            _err(f"{path}: cannot read it ({exc.strerror or exc}).")
+            status = EXIT_ERROR
+            continue
+        digit = int(np.argmax(probs))
+        if args.json:
+            print(json.dumps({"path": path, "digit": digit, "confidence": float(probs[digit]),
+                              "probabilities": [round(float(q), 6) for q in probs]}), flush=True)
+        else:
+            print(f"{path}: {digit} (confidence {float(probs[digit]):.3f})", flush=True)
+    return status
+
+
+def cmd_models(args) -> int:
+    from scratchnet.store import ModelStore
+
+    store = ModelStore()
+    infos = store.list()
+    for problem in store.problems:
+        _err(f"note: {problem}")
+    rows = []
+    for info in infos:
+        metrics = info.metadata.get("metrics") if isinstance(info.metadata.get("metrics"), dict) else {}
+        rows.append({
+            "name": info.name,
+            "path": str(info.path),
+            "created": info.created.isoformat(timespec="seconds"),
+            "sizes": info.metadata.get("sizes"),
+            "activation": info.metadata.get("activation"),
+            "val_accuracy": _finite(metrics.get("val_accuracy")),
+            "test_accuracy": _finite(metrics.get("test_accuracy")),
+        })
+    if args.json:
+        print(json.dumps(rows), flush=True)
+        return EXIT_OK
+    if not rows:
+        print(f"No models in {store.directory}.")
+        return EXIT_OK
+    active = store.active_name()
+    for r in rows:
+        acc = r["test_accuracy"] if r["test_accuracy"] is not None else r["val_accuracy"]
+        kind = "test" if r["test_accuracy"] is not None else "val"
+        sizes = "-".join(str(s) for s in r["sizes"] or [])
+        mark = "*" if r["name"] == active else " "
+        print(f"{mark} {r['name']}  {sizes} {r['activation']}  {kind} {_fmt_acc(acc)}  {r['created']}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv=None) -> int:
+    """Run the CLI and return the exit status (never raises for user errors)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if args.command is None:
+        _err(f"{parser.prog}: choose a command: train, evaluate, predict or models (see --help)")
+        return EXIT_ERROR
+    try:
+        return args.func(args)
+    except ScratchnetError as exc:
+        _err(f"scratchnet: error: {exc}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _err("Interrupted.")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except OSError as exc:  # e.g. permission denied or disk full while writing the model
+        target = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _err(f"scratchnet: error: {exc.strerror or exc}{target}.")
+        return EXIT_ERROR
+    except MemoryError:
+        _err("scratchnet: error: not enough memory; try a smaller network or batch size.")
+        return EXIT_ERROR
