@@ -51,6 +51,8 @@ TEMP_PREFIX = ".tmp-"
 ACTIVE_FILE = "active.json"
 SUFFIX = ".npz"
 
+STALE_TEMP_SECONDS = 3600  # a save takes well under a second; older temp files are orphans
+
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 
@@ -639,6 +641,7 @@ class ModelStore:
         unless ``overwrite`` is set. The returned ModelInfo carries the name actually used.
         """
         self._ensure_dir()
+        self._sweep_temp_files()
         meta = complete_metadata(net, metadata)
         base = validate_name(name) if name is not None else self._auto_name(meta)
         self.path_for(base)  # reject before writing anything
@@ -655,6 +658,22 @@ class ModelStore:
         _fsync_dir(self.directory)
         st = path.stat()
         return ModelInfo(final, path, _parse_created(meta.get("created"), st.st_mtime), meta, st.st_size)
+
+    def _sweep_temp_files(self) -> None:
+        """Remove temp files left by writers that were killed mid-save (only long-abandoned ones)."""
+        now = datetime.now().timestamp()
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return
+        for entry in entries:
+            if not entry.name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS:
+                    os.unlink(entry.path)
+            except OSError:
+                pass  # someone else swept or finished it
 
     def _candidates(self, base: str):
         yield base
@@ -680,7 +699,11 @@ class ModelStore:
         raise ModelFileError(f"Too many models named like {base!r}; choose another name.")
 
     def rename(self, name: str, new_name: str) -> ModelInfo:
-        """Rename a model; refuses to replace an existing one. Keeps it active if it was."""
+        """Rename a model; refuses to replace an existing one. Keeps it active if it was.
+
+        Done as link-then-unlink so a concurrent save can never be overwritten; a listing at that
+        instant may briefly show the model under both names.
+        """
         name, new_name = validate_name(name), validate_name(new_name)
         old = self._existing(name)
         new = self.path_for(new_name)

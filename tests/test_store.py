@@ -430,6 +430,29 @@ def test_auto_names_and_no_silent_overwrite(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_stale_temp_files_are_swept_on_save(tmp_path):
+    s = ModelStore(tmp_path)
+    stale, fresh = tmp_path / ".tmp-old.npz", tmp_path / ".tmp-busy.npz"
+    stale.write_bytes(b"orphan of a killed writer")
+    fresh.write_bytes(b"another writer, still going")
+    old = datetime.now().timestamp() - 2 * store.STALE_TEMP_SECONDS
+    os.utime(stale, (old, old))
+    s.save(_net(), {}, name="m")
+    assert not stale.exists() and fresh.exists()
+    assert s.names() == ["m"] and s.problems == []
+
+
+def test_info_and_names(tmp_path):
+    s = ModelStore(tmp_path)
+    s.save(_net(1), {"created": _created(5), "tag": 1}, name="m")
+    info = s.info("m")
+    assert (info.name, info.path, info.metadata["tag"]) == ("m", s.directory / "m.npz", 1)
+    assert info.created == datetime(2026, 11, 26, 20, 5, tzinfo=timezone.utc)
+    assert s.names() == ["m"]
+    with pytest.raises(ModelFileError, match="no model named"):
+        s.info("x")
+
+
 def test_rename_and_delete(tmp_path):
     s = ModelStore(tmp_path)
     s.save(_net(1), {}, name="one")
@@ -596,6 +619,8 @@ _WORKER = textwrap.dedent(
     directory, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     s = ModelStore(directory)
     mine = {}
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together with the other worker
     for i in range(n):
         info = s.save(Network((784, 16, 10), seed=100 * worker + i), {"worker": worker, "i": i},
                       name="shared")
@@ -624,12 +649,18 @@ _WORKER = textwrap.dedent(
 
 
 def test_two_processes_sharing_a_store_stay_consistent(tmp_path):
-    n = 14
+    n = 30
     procs = [
         subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path), str(w), str(n)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_subprocess_env())
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=_subprocess_env())
         for w in (1, 2)
     ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == b"ready"
+    for proc in procs:
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
