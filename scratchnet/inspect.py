@@ -1,0 +1,597 @@
+"""Looking inside a trained network: the numbers behind the Inspect page.
+
+A from-scratch network is only worth having over a black box if you can see what it does, so this
+module turns a :class:`~scratchnet.network.Network` and a labelled set of digits into things a
+person can read: a confusion matrix, the most confident mistakes, the first layer's weights as
+pictures, units that never fire, one input followed through every layer, and the forward and
+backward pass of the teaching notebook with the model's real numbers in it.
+
+Everything here is plain NumPy (no Streamlit) and vectorised over samples, so the page can cache
+one :func:`analyse` result per model and render from it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scratchnet.errors import DataError
+from scratchnet.network import Network
+
+N_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+_CHUNK = 4096  # rows per forward pass when sweeping a whole test set: bounded memory
+
+# Colours (RGB) for pictures. Weights use a blue-white-red diverging map so the sign is the hue
+# and the size is the saturation; white is exactly zero on every tile because the scale is shared.
+NEGATIVE = np.array([33, 102, 172], np.float32)  # blue: this pixel's ink pushes the unit down
+ZERO = np.array([247, 247, 247], np.float32)
+POSITIVE = np.array([178, 24, 43], np.float32)  # red: this pixel's ink pushes the unit up
+MISSING = np.array([200, 200, 200], np.float32)  # NaN (padding between tiles)
+DEAD_FRAME = (20, 20, 20)  # frame drawn round the tile of a unit that never fires
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _labels(y, n: int | None = None, name: str = "labels") -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"The {name} must be a flat list of digits, got shape {y.shape}.")
+    if n is not None and len(y) != n:
+        raise DataError(f"There are {len(y):,} {name} for {n:,} images.")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"The {name} must be whole numbers, got {y.dtype}.")
+    return y.astype(np.int64, copy=False)
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int = N_CLASSES) -> np.ndarray:
+    """Counts ``C[t, p]`` of digits with true label ``t`` predicted as ``p`` (rows are truth).
+
+    One ``bincount`` over ``t * k + p`` instead of a loop over samples or cells.
+    """
+    t = _labels(y_true, name="true labels")
+    p = _labels(y_pred, len(t), "predictions")
+    for what, arr in (("true label", t), ("prediction", p)):
+        if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+            bad = int(np.flatnonzero((arr < 0) | (arr >= n_classes))[0])
+            raise DataError(
+                f"Row {bad}: {what} {int(arr[bad])} is not a class from 0 to {n_classes - 1}."
+            )
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+
+
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Recall per true class (diagonal / row total); NaN for a class with no examples."""
+    cm = np.asarray(cm)
+    totals = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(cm) / np.maximum(totals, 1), np.nan)
+
+
+def select(
+    y_true,
+    y_pred,
+    confidence,
+    *,
+    true: int | None = None,
+    pred: int | None = None,
+    wrong_only: bool = False,
+) -> np.ndarray:
+    """Indices of the samples matching the filters, most confident prediction first.
+
+    Ties keep the original order (a stable sort), so the ranking is reproducible.
+    """
+    t = _labels(y_true, name="true labels")
+    p = _labels(y_pred, len(t), "predictions")
+    c = np.asarray(confidence, dtype=np.float64)
+    if c.shape != t.shape:
+        raise DataError(f"There are {c.size:,} confidences for {len(t):,} predictions.")
+    mask = np.ones(len(t), bool)
+    if wrong_only:
+        mask &= t != p
+    if true is not None:
+        mask &= t == int(true)
+    if pred is not None:
+        mask &= p == int(pred)
+    idx = np.flatnonzero(mask)
+    return idx[np.argsort(-c[idx], kind="stable")]
+
+
+def rank_mistakes(y_true, y_pred, confidence, *, true=None, pred=None) -> np.ndarray:
+    """The wrongly classified samples, most confident mistake first (optionally filtered)."""
+    return select(y_true, y_pred, confidence, true=true, pred=pred, wrong_only=True)
+
+
+@dataclass
+class Evaluation:
+    """A model's predictions on one labelled split, with everything the page derives from them."""
+
+    split: str  # "test" or "validation": what the numbers were measured on
+    y_true: np.ndarray  # (n,) int64
+    probs: np.ndarray  # (n, k) float32 softmax outputs
+    y_pred: np.ndarray = field(init=False)
+    confidence: np.ndarray = field(init=False)  # probability of the predicted class
+    confusion: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.y_true = _labels(self.y_true, len(self.probs), "true labels")
+        self.y_pred = self.probs.argmax(axis=1).astype(np.int64)
+        self.confidence = self.probs[np.arange(len(self.probs)), self.y_pred]
+        self.confusion = confusion_matrix(self.y_true, self.y_pred, self.probs.shape[1])
+
+    @property
+    def n(self) -> int:
+        return len(self.y_true)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion) / self.n) if self.n else float("nan")
+
+    @property
+    def per_class(self) -> np.ndarray:
+        return per_class_accuracy(self.confusion)
+
+    @property
+    def n_wrong(self) -> int:
+        return int(self.n - np.trace(self.confusion))
+
+    def cell(self, true: int, pred: int) -> np.ndarray:
+        """Indices behind one confusion-matrix cell, most confident first."""
+        return select(self.y_true, self.y_pred, self.confidence, true=true, pred=pred)
+
+    def mistakes(self, true: int | None = None, pred: int | None = None) -> np.ndarray:
+        return rank_mistakes(self.y_true, self.y_pred, self.confidence, true=true, pred=pred)
+
+    def worst_confusions(self, k: int = 5) -> list[tuple[int, int, int]]:
+        """The ``k`` largest off-diagonal cells as ``(true, pred, count)``, biggest first."""
+        off = self.confusion.copy()
+        np.fill_diagonal(off, 0)
+        order = np.argsort(-off, axis=None, kind="stable")[:k]
+        t, p = np.unravel_index(order, off.shape)
+        return [(int(a), int(b), int(off[a, b])) for a, b in zip(t, p) if off[a, b] > 0]
+
+
+def evaluate(net: Network, X, y, split: str = "test") -> Evaluation:
+    X = np.asarray(X)
+    return Evaluation(split, _labels(y, len(X)), net.predict_proba(X))
+
+
+# --------------------------------------------------------------------------- hidden units
+
+
+@dataclass
+class UnitActivity:
+    """How one hidden layer's units behaved over a whole data set."""
+
+    layer: int  # 1-based: layer 1 is the first hidden layer
+    max: np.ndarray  # (units,) largest activation seen
+    min: np.ndarray
+    mean: np.ndarray
+    active_fraction: np.ndarray  # share of inputs on which the unit's output was > 0
+    dead: np.ndarray  # (units,) bool, see dead_mask
+
+    @property
+    def n_dead(self) -> int:
+        return int(self.dead.sum())
+
+
+def dead_mask(max_act, min_act, activation: str, tol: float = 1e-6) -> np.ndarray:
+    """Units that carry no information about the input.
+
+    A ReLU unit is dead when it never outputs anything above zero on the data: its gradient is
+    zero too, so training can never revive it. Sigmoid and tanh units are never exactly zero, so
+    for them "dead" means saturated: the output hardly changes whatever the input.
+    """
+    max_act = np.asarray(max_act, np.float64)
+    min_act = np.asarray(min_act, np.float64)
+    if activation == "relu":
+        return max_act <= tol
+    return (max_act - min_act) <= 1e-3
+
+
+def _sweep(net: Network, X, chunk: int = _CHUNK):
+    """One chunked forward pass over X: softmax outputs plus per-unit statistics per layer."""
+    X = np.asarray(X)
+    n = len(X)
+    hidden = net.sizes[1:-1]
+    mx = [np.full(h, -np.inf, np.float32) for h in hidden]
+    mn = [np.full(h, np.inf, np.float32) for h in hidden]
+    total = [np.zeros(h, np.float64) for h in hidden]
+    active = [np.zeros(h, np.int64) for h in hidden]
+    probs = np.empty((n, net.sizes[-1]), np.float32)
+    for start in range(0, n, chunk):
+        acts = net.forward(X[start : start + chunk])
+        probs[start : start + len(acts[0])] = acts[-1]
+        for i, A in enumerate(acts[1:-1]):
+            np.maximum(mx[i], A.max(axis=0), out=mx[i])
+            np.minimum(mn[i], A.min(axis=0), out=mn[i])
+            total[i] += A.sum(axis=0, dtype=np.float64)
+            active[i] += np.count_nonzero(A > 0, axis=0)
+    activity = []
+    for i in range(len(hidden)):
+        denom = max(n, 1)
+        activity.append(
+            UnitActivity(
+                layer=i + 1,
+                max=mx[i],
+                min=mn[i],
+                mean=(total[i] / denom).astype(np.float32),
+                active_fraction=(active[i] / denom).astype(np.float32),
+                dead=dead_mask(mx[i], mn[i], net.activation) if n else np.zeros(len(mx[i]), bool),
+            )
+        )
+    return probs, activity
+
+
+def unit_activity(net: Network, X) -> list[UnitActivity]:
+    """Per-unit statistics of every hidden layer over ``X`` (one entry per hidden layer)."""
+    return _sweep(net, X)[1]
+
+
+def dead_units(net: Network, X) -> list[np.ndarray]:
+    """For each hidden layer, a boolean mask of the units that never fire on ``X``."""
+    return [a.dead for a in unit_activity(net, X)]
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def weight_images(W, shape: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
+    """A first-layer weight matrix ``(784, units)`` as ``(units, 28, 28)`` pictures.
+
+    Column ``j`` of ``W`` holds the weight from every pixel into unit ``j``, so each unit's
+    picture is that column laid back out on the 28x28 grid the pixels came from.
+    """
+    W = np.asarray(W)
+    if W.ndim != 2 or W.shape[0] != shape[0] * shape[1]:
+        raise DataError(
+            f"Only a layer fed by {shape[0]}x{shape[1]} pixels can be drawn, got weights {W.shape}."
+        )
+    return np.ascontiguousarray(W.T).reshape(W.shape[1], *shape)
+
+
+def grid_shape(n: int, cols: int | None = None) -> tuple[int, int]:
+    """Rows and columns for ``n`` tiles: near-square unless ``cols`` is given."""
+    if n < 1:
+        return (0, 0)
+    cols = int(cols) if cols else math.ceil(math.sqrt(n))
+    cols = max(1, min(cols, n))
+    return (math.ceil(n / cols), cols)
+
+
+def tile(images, cols: int | None = None, pad: int = 1, fill=np.nan) -> np.ndarray:
+    """Lay ``(n, h, w[, c])`` images out in one grid array, ``pad`` pixels of ``fill`` apart.
+
+    One big array shown once is far cheaper for a browser than hundreds of little images.
+    Tile ``i`` sits at row ``i // cols``, column ``i % cols``; unused cells stay ``fill``.
+    """
+    images = np.asarray(images)
+    if images.ndim not in (3, 4):
+        raise DataError(f"Expected a stack of images (n, height, width), got shape {images.shape}.")
+    n, h, w = images.shape[:3]
+    rows, cols = grid_shape(n, cols)
+    extra = images.shape[3:]
+    dtype = np.result_type(images.dtype, np.asarray(fill).dtype)
+    out = np.full((rows * (h + pad) - pad if rows else 0, cols * (w + pad) - pad if cols else 0,
+                   *extra), fill, dtype=dtype)
+    if n == 0:
+        return out
+    # Place every tile with one fancy-indexed assignment: no Python loop over units.
+    r, c = np.divmod(np.arange(n), cols)
+    ys = (r * (h + pad))[:, None] + np.arange(h)[None, :]  # (n, h)
+    xs = (c * (w + pad))[:, None] + np.arange(w)[None, :]  # (n, w)
+    out[ys[:, :, None], xs[:, None, :]] = images
+    return out
+
+
+def diverging_rgb(values, vmax: float | None = None) -> np.ndarray:
+    """Blue-white-red RGB (uint8) for signed values on a scale shared by the whole array.
+
+    ``vmax`` (default: the largest magnitude) maps to full colour; NaN is drawn grey.
+    """
+    v = np.asarray(values, np.float32)
+    finite = np.isfinite(v)
+    if vmax is None:
+        vmax = float(np.abs(v[finite]).max()) if finite.any() else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    s = np.clip(np.where(finite, v, 0) / vmax, -1, 1)[..., None]
+    end = np.where(s < 0, NEGATIVE, POSITIVE)
+    rgb = ZERO + np.abs(s) * (end - ZERO)
+    rgb = np.where(finite[..., None], rgb, MISSING)
+    return np.rint(rgb).astype(np.uint8)
+
+
+def ink_rgb(images) -> np.ndarray:
+    """Digits as the network sees them (white ink on black), uint8 RGB."""
+    g = np.rint(np.clip(np.asarray(images, np.float32), 0, 1) * 255).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=-1)
+
+
+def upscale(image, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement so each pixel stays a crisp square in the browser."""
+    image = np.asarray(image)
+    factor = max(1, int(factor))
+    return image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def framed(images_rgb, frame: int, colors) -> np.ndarray:
+    """Put a ``frame``-pixel border of ``colors[i]`` (RGB) round image ``i`` of ``(n, h, w, 3)``."""
+    images_rgb = np.asarray(images_rgb, np.uint8)
+    n, h, w, _ = images_rgb.shape
+    colors = np.broadcast_to(np.asarray(colors, np.uint8), (n, 3))
+    out = np.empty((n, h + 2 * frame, w + 2 * frame, 3), np.uint8)
+    out[...] = colors[:, None, None, :]
+    out[:, frame : frame + h, frame : frame + w] = images_rgb
+    return out
+
+
+@dataclass
+class WeightPicture:
+    """The first layer drawn as one RGB image, with the facts needed to read it."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    vmax: float  # the weight drawn at full colour (shared by every tile)
+    rows: int
+    cols: int
+    scale: int  # screen pixels per weight
+    dead: np.ndarray  # (units,) bool: the units framed in black
+
+
+def weight_picture(
+    W, dead=None, *, cols: int | None = None, scale: int | None = None, background=(255, 255, 255)
+) -> WeightPicture:
+    """Each hidden unit's 784 incoming weights as a 28x28 tile, all tiles in one image.
+
+    The colour scale is shared (the 99.5th percentile of |W|, so one outlier weight does not wash
+    every tile out) and units listed in ``dead`` get a black frame. Few units are drawn big (the
+    notebook's ten units at 6x), hundreds small.
+    """
+    imgs = weight_images(W)
+    n = len(imgs)
+    vmax = float(np.percentile(np.abs(imgs), 99.5)) if imgs.size else 1.0
+    if scale is None:
+        scale = 6 if n <= 16 else 4 if n <= 64 else 2
+    if cols is None:
+        cols = 5 if n == 10 else min(n, 8) if n <= 64 else 16
+    dead = np.zeros(n, bool) if dead is None else np.asarray(dead, bool)
+    if dead.shape != (n,):
+        raise DataError(f"The dead-unit mask has {dead.size} entries for {n} units.")
+    frame = max(2, scale)
+    bg = np.asarray(background, np.uint8)
+    colors = np.where(dead[:, None], np.asarray(DEAD_FRAME, np.uint8), bg)
+    rgb = framed(upscale_stack(diverging_rgb(imgs, vmax), scale), frame, colors)
+    rows, cols = grid_shape(n, cols)
+    image = tile(rgb, cols=cols, pad=max(2, scale), fill=np.uint8(255))
+    return WeightPicture(image.astype(np.uint8), vmax, rows, cols, scale, dead)
+
+
+def upscale_stack(images, factor: int) -> np.ndarray:
+    """:func:`upscale` applied to every image of a ``(n, h, w[, c])`` stack at once."""
+    images = np.asarray(images)
+    factor = max(1, int(factor))
+    return images.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+# --------------------------------------------------------------------------- one input
+
+
+@dataclass
+class LayerTrace:
+    """One layer's computation for one input: ``z = a_prev W + b`` then ``a = f(z)``."""
+
+    index: int  # 1-based layer number
+    activation: str  # "relu" | "sigmoid" | "tanh" for hidden layers, "softmax" for the output
+    W_shape: tuple[int, int]
+    b_shape: tuple[int]
+    z: np.ndarray  # (units,) pre-activation
+    a: np.ndarray  # (units,) output
+
+
+def _one_row(x) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    if x.size != 784 and x.ndim != 1:
+        raise DataError(f"An input must be one 28x28 image or 784 pixels, got shape {x.shape}.")
+    return x.reshape(1, -1)
+
+
+def trace(net: Network, x) -> list[LayerTrace]:
+    """Every layer's pre-activation and activation for one input (``net.forward`` keeps only a)."""
+    from scratchnet.activations import get, softmax
+
+    a = _one_row(x)
+    if a.shape[1] != net.sizes[0]:
+        raise DataError(f"The model expects {net.sizes[0]} inputs, got {a.shape[1]}.")
+    act = get(net.activation)
+    out = []
+    last = len(net.weights) - 1
+    for i, (W, b) in enumerate(zip(net.weights, net.biases)):
+        z = a @ W + b
+        a = softmax(z) if i == last else act(z)
+        out.append(
+            LayerTrace(i + 1, "softmax" if i == last else net.activation, W.shape, b.shape,
+                       z[0].copy(), a[0].copy())
+        )
+    return out
+
+
+@dataclass
+class Contributions:
+    """Why the output layer scored ``cls``: ``logit = sum(values) + bias``.
+
+    ``values[j] = a_j * W[j, cls]`` is what unit ``j`` of the last hidden layer added to the
+    class's score (before softmax). Positive values argued for the class, negative against.
+    """
+
+    cls: int
+    values: np.ndarray  # (units of the last hidden layer,)
+    bias: float
+    logit: float
+
+    def top(self, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the ``k`` strongest supporters and the ``k`` strongest opponents."""
+        order = np.argsort(-self.values, kind="stable")
+        support = order[: k][self.values[order[:k]] > 0]
+        rev = order[::-1][:k]
+        oppose = rev[self.values[rev] < 0]
+        return support, oppose
+
+
+def contributions(net: Network, x, cls: int | None = None) -> Contributions:
+    """Split one class's output score into the share of each last-hidden-layer unit.
+
+    Default class is the winner. For a network with no hidden layer the "units" are the pixels.
+    """
+    layers = trace(net, x)
+    a_prev = layers[-2].a if len(layers) > 1 else _one_row(x)[0]
+    if cls is None:
+        cls = int(layers[-1].a.argmax())
+    W, b = net.weights[-1], net.biases[-1]
+    values = (a_prev * W[:, cls]).astype(np.float32)
+    return Contributions(int(cls), values, float(b[cls]), float(layers[-1].z[cls]))
+
+
+def input_saliency(net: Network, x, cls: int | None = None) -> np.ndarray:
+    """Gradient of class ``cls``'s score w.r.t. each pixel, times the pixel: (784,).
+
+    For a ReLU network the score is piecewise linear in the pixels, so this says how much each
+    pixel's ink pushed the score up (positive) or down (negative) at this input.
+    """
+    from scratchnet.activations import get
+
+    acts = net.forward(_one_row(x))
+    if cls is None:
+        cls = int(acts[-1][0].argmax())
+    act = get(net.activation)
+    g = net.weights[-1][:, cls][None, :].astype(np.float32).copy()  # d score / d a_{L-1}
+    for i in range(len(net.weights) - 1, 0, -1):
+        g = act.backward(acts[i], g)  # -> d score / d z_i
+        g = g @ net.weights[i - 1].T  # -> d score / d a_{i-1}
+    return (g[0] * acts[0][0]).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- the walk-through
+
+
+@dataclass
+class Walkthrough:
+    """One digit through the forward pass, the loss and one backward step, with real numbers."""
+
+    x: np.ndarray  # (784,)
+    label: int
+    layers: list[LayerTrace]
+    probs: np.ndarray  # (k,) softmax output
+    loss: float  # cross-entropy -log p[label]
+    dz_out: np.ndarray  # (k,) P - Y at the output layer
+    grads: list[np.ndarray]  # Network.backward's gradients: [dW1, db1, dW2, db2, ...]
+    lr: float
+    loss_after: float  # loss on this digit after theta := theta - lr * grad
+
+    @property
+    def prediction(self) -> int:
+        return int(self.probs.argmax())
+
+    def grad_norms(self) -> list[tuple[str, tuple[int, ...], float]]:
+        """(name, shape, Frobenius norm) per parameter, named like the notebook: dW1, db1, ..."""
+        out = []
+        for i, g in enumerate(self.grads):
+            name = f"{'dW' if i % 2 == 0 else 'db'}{i // 2 + 1}"
+            out.append((name, tuple(g.shape), float(np.linalg.norm(g))))
+        return out
+
+
+def walkthrough(net: Network, x, label: int, lr: float = 0.1) -> Walkthrough:
+    """Follow one digit with true ``label`` through forward, loss, backward and one update."""
+    k = net.sizes[-1]
+    if not 0 <= int(label) < k:
+        raise DataError(f"The label must be a digit from 0 to {k - 1}, got {label}.")
+    label = int(label)
+    row = _one_row(x)
+    layers = trace(net, row)
+    y = np.array([label])
+    acts = net.forward(row)
+    grads = net.backward(acts, y)
+    probs = layers[-1].a
+    dz = probs.copy()
+    dz[label] -= 1
+    loss = net.loss(row, y)
+    stepped = net.copy()
+    for p, g in zip(stepped.params(), grads):
+        p -= np.float32(lr) * g
+    return Walkthrough(
+        x=row[0], label=label, layers=layers, probs=probs, loss=loss, dz_out=dz, grads=grads,
+        lr=float(lr), loss_after=stepped.loss(row, y),
+    )
+
+
+# --------------------------------------------------------------------------- the whole report
+
+
+@dataclass
+class Analysis:
+    """Everything the Inspect page shows about one model on one split, computed once."""
+
+    evaluation: Evaluation
+    activity: list[UnitActivity]
+    weights: WeightPicture | None  # None when the first layer is not fed by 28x28 pixels
+    seconds: float = 0.0
+
+    @property
+    def dead_counts(self) -> list[int]:
+        return [a.n_dead for a in self.activity]
+
+
+def analyse(net: Network, X, y, split: str = "test") -> Analysis:
+    """Evaluate ``net`` on ``(X, y)`` and draw its first layer, in one forward sweep."""
+    import time
+
+    start = time.perf_counter()
+    X = np.asarray(X)
+    y = _labels(y, len(X))
+    probs, activity = _sweep(net, X)
+    ev = Evaluation(split, y, probs)
+    pic = None
+    if net.sizes[0] == IMAGE_SHAPE[0] * IMAGE_SHAPE[1] and len(net.weights) > 1:
+        pic = weight_picture(net.weights[0], activity[0].dead)
+    elif net.sizes[0] == IMAGE_SHAPE[0] * IMAGE_SHAPE[1]:
+        pic = weight_picture(net.weights[0])  # no hidden layer: the class templates themselves
+    return Analysis(ev, activity, pic, time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+HISTORY_COLUMNS = ("step", "epoch", "loss", "train_accuracy", "val_accuracy", "seconds")
+
+
+def history_frame(metadata: dict):
+    """The training curves stored in a model's metadata as a DataFrame (empty if none)."""
+    import pandas as pd
+
+    rows = (metadata or {}).get("history") or []
+    rows = [r for r in rows if isinstance(r, dict)]
+    df = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    for col in HISTORY_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def config_rows(metadata: dict) -> list[tuple[str, str]]:
+    """The training configuration as (setting, value) text pairs, in a stable order."""
+    cfg = (metadata or {}).get("config") or {}
+    if not isinstance(cfg, dict):
+        return []
+    out = []
+    for key, value in cfg.items():
+        if isinstance(value, (list, tuple)):
+            text = " x ".join(str(v) for v in value) if key == "hidden" else ", ".join(map(str, value))
+        elif value is None:
+            text = "-"
+        else:
+            text = str(value)
+        out.append((str(key), text))
+    return out

@@ -1,0 +1,327 @@
+"""scratchnet.inspect on small hand-made cases whose answers are known."""
+
+import numpy as np
+import pytest
+
+from scratchnet import inspect as ins
+from scratchnet.errors import DataError
+from scratchnet.network import Network
+
+
+def tiny_net(sizes=(4, 3, 2), activation="relu"):
+    """A network with hand-set weights so every activation can be worked out on paper."""
+    W1 = np.array(
+        [[1, 0, -1], [0, 1, -1], [0, 0, -1], [0, 0, -1]], np.float32
+    )  # unit 3 (index 2) only ever sees negative input -> dead for non-negative pixels
+    b1 = np.array([0, 0, -0.5], np.float32)
+    W2 = np.array([[2, -1], [-1, 3], [5, 5]], np.float32)
+    b2 = np.array([0.5, 0], np.float32)
+    return Network.from_arrays([W1, W2], [b1, b2], activation)
+
+
+# --------------------------------------------------------------------------- confusion matrix
+
+
+def test_confusion_matrix_counts_each_true_pred_pair():
+    y_true = [0, 0, 1, 2, 2, 2]
+    y_pred = [0, 1, 1, 2, 0, 2]
+    cm = ins.confusion_matrix(y_true, y_pred, n_classes=3)
+    expected = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    np.testing.assert_array_equal(cm, expected)
+    assert cm.sum() == 6
+
+
+def test_confusion_matrix_rejects_out_of_range_and_mismatched():
+    with pytest.raises(DataError, match="Row 1"):
+        ins.confusion_matrix([0, 3], [0, 0], n_classes=3)
+    with pytest.raises(DataError, match="2 predictions"):
+        ins.confusion_matrix([0, 1, 2], [0, 1], n_classes=3)
+
+
+def test_per_class_accuracy_is_row_recall_and_nan_for_absent_class():
+    cm = np.array([[3, 1, 0], [0, 0, 0], [1, 1, 2]])
+    acc = ins.per_class_accuracy(cm)
+    assert acc[0] == pytest.approx(0.75)
+    assert np.isnan(acc[1])
+    assert acc[2] == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- mistakes
+
+
+def test_rank_mistakes_most_confident_first_and_filters():
+    y_true = np.array([1, 2, 3, 3, 5, 5])
+    y_pred = np.array([1, 7, 8, 3, 7, 8])
+    conf = np.array([0.99, 0.6, 0.95, 0.9, 0.8, 0.95])
+    # wrong: rows 1 (0.6), 2 (0.95), 4 (0.8), 5 (0.95); ties keep original order
+    np.testing.assert_array_equal(ins.rank_mistakes(y_true, y_pred, conf), [2, 5, 4, 1])
+    np.testing.assert_array_equal(ins.rank_mistakes(y_true, y_pred, conf, pred=7), [4, 1])
+    np.testing.assert_array_equal(ins.rank_mistakes(y_true, y_pred, conf, true=5), [5, 4])
+    np.testing.assert_array_equal(ins.rank_mistakes(y_true, y_pred, conf, true=5, pred=8), [5])
+    assert ins.rank_mistakes(y_true, y_pred, conf, true=1).size == 0
+
+
+def test_select_cell_includes_correct_predictions():
+    y_true = np.array([3, 3, 3, 4])
+    y_pred = np.array([3, 3, 4, 3])
+    conf = np.array([0.5, 0.7, 0.9, 0.9])
+    np.testing.assert_array_equal(ins.select(y_true, y_pred, conf, true=3, pred=3), [1, 0])
+    with pytest.raises(DataError, match="confidences"):
+        ins.select(y_true, y_pred, conf[:2])
+
+
+def test_evaluation_derives_predictions_confidence_and_cells():
+    probs = np.array(
+        [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8], [0.05, 0.9, 0.05]],
+        np.float32,
+    )
+    ev = ins.Evaluation("test", np.array([0, 1, 1, 2, 0]), probs)
+    np.testing.assert_array_equal(ev.y_pred, [0, 1, 0, 2, 1])
+    np.testing.assert_allclose(ev.confidence, [0.9, 0.7, 0.6, 0.8, 0.9])
+    assert ev.accuracy == pytest.approx(3 / 5)
+    assert ev.n_wrong == 2
+    np.testing.assert_array_equal(ev.mistakes(), [4, 2])  # 0.9 before 0.6
+    np.testing.assert_array_equal(ev.cell(1, 0), [2])
+    assert ev.worst_confusions(5) == [(0, 1, 1), (1, 0, 1)]
+    np.testing.assert_allclose(ev.per_class, [0.5, 0.5, 1.0])
+
+
+def test_evaluate_uses_the_network():
+    net = tiny_net()
+    X = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]], np.float32)
+    ev = ins.evaluate(net, X, [0, 1, 1], split="validation")
+    # x0: a=[1,0,0] -> logits [2.5,-1] -> 0; x1: a=[0,1,0] -> [-0.5,3] -> 1; x2: [0.5,0] -> 0
+    np.testing.assert_array_equal(ev.y_pred, [0, 1, 0])
+    assert ev.split == "validation"
+    assert ev.accuracy == pytest.approx(2 / 3)
+
+
+# --------------------------------------------------------------------------- hidden units
+
+
+def test_dead_units_relu_never_positive():
+    net = tiny_net()
+    X = np.random.default_rng(0).random((50, 4), dtype=np.float32)
+    dead = ins.dead_units(net, X)
+    assert len(dead) == 1
+    np.testing.assert_array_equal(dead[0], [False, False, True])
+
+
+def test_unit_activity_statistics():
+    net = tiny_net()
+    X = np.array([[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 0], [3, 0, 0, 0]], np.float32)
+    (act,) = ins.unit_activity(net, X)
+    np.testing.assert_allclose(act.max, [3, 2, 0])
+    np.testing.assert_allclose(act.mean, [1.0, 0.5, 0])
+    np.testing.assert_allclose(act.active_fraction, [0.5, 0.25, 0])
+    assert act.n_dead == 1 and act.layer == 1
+
+
+def test_unit_activity_chunks_agree_with_one_pass():
+    net = Network((6, 5, 4, 3), seed=1)
+    X = np.random.default_rng(1).random((37, 6), dtype=np.float32)
+    probs_a, act_a = ins._sweep(net, X, chunk=8)
+    probs_b, act_b = ins._sweep(net, X, chunk=1000)
+    np.testing.assert_allclose(probs_a, probs_b, rtol=1e-6)
+    for a, b in zip(act_a, act_b):
+        np.testing.assert_allclose(a.max, b.max)
+        np.testing.assert_allclose(a.mean, b.mean, rtol=1e-6)
+        np.testing.assert_array_equal(a.dead, b.dead)
+    assert len(act_a) == 2
+
+
+def test_dead_mask_for_saturating_activations():
+    # sigmoid/tanh: "dead" means the output barely moves over the data
+    mask = ins.dead_mask([0.9, 1.0, 0.5], [0.1, 0.9995, 0.5], "sigmoid")
+    np.testing.assert_array_equal(mask, [False, True, True])
+    np.testing.assert_array_equal(ins.dead_mask([0.0, 0.2], [0.0, 0.0], "relu"), [True, False])
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def test_weight_images_columns_become_pictures():
+    W = np.arange(784 * 3, dtype=np.float32).reshape(784, 3)
+    imgs = ins.weight_images(W)
+    assert imgs.shape == (3, 28, 28)
+    # pixel (r, c) of unit j is W[r * 28 + c, j]
+    assert imgs[2, 1, 5] == W[28 + 5, 2]
+    assert imgs[0, 27, 27] == W[783, 0]
+    with pytest.raises(DataError, match="28x28"):
+        ins.weight_images(np.zeros((10, 3)))
+
+
+def test_tile_places_each_image_in_row_major_grid():
+    imgs = np.stack([np.full((2, 3), k, np.float32) for k in range(5)])
+    out = ins.tile(imgs, cols=3, pad=1)
+    assert out.shape == (2 * 2 + 1, 3 * 3 + 2)
+    # tile k at row k // 3, column k % 3
+    for k in range(5):
+        r, c = divmod(k, 3)
+        np.testing.assert_array_equal(out[r * 3 : r * 3 + 2, c * 4 : c * 4 + 3], k)
+    assert np.isnan(out[2]).all()  # padding row between the two grid rows
+    assert np.isnan(out[:, 3]).all()  # padding column
+    assert np.isnan(out[3:, 8:]).all()  # the unused sixth cell
+
+
+def test_tile_rgb_and_default_square_grid():
+    imgs = np.zeros((10, 4, 4, 3), np.uint8)
+    imgs[7] = 9
+    out = ins.tile(imgs, pad=0, fill=np.uint8(255))
+    assert ins.grid_shape(10) == (3, 4)
+    assert out.shape == (12, 16, 3) and out.dtype == np.uint8
+    assert (out[4:8, 12:16] == 9).all()  # tile 7: row 1, column 3
+    assert (out[8:12, 8:16] == 255).all()  # cells 10 and 11 unused
+
+
+def test_diverging_rgb_sign_is_hue_and_scale_is_shared():
+    rgb = ins.diverging_rgb(np.array([-2.0, 0.0, 1.0, 2.0, np.nan]))
+    np.testing.assert_array_equal(rgb[0], ins.NEGATIVE.astype(np.uint8))
+    np.testing.assert_array_equal(rgb[1], ins.ZERO.astype(np.uint8))
+    np.testing.assert_array_equal(rgb[3], ins.POSITIVE.astype(np.uint8))
+    np.testing.assert_array_equal(rgb[4], ins.MISSING.astype(np.uint8))
+    # 1.0 is half way from white to red on the shared scale
+    np.testing.assert_allclose(rgb[2], np.rint((ins.ZERO + ins.POSITIVE) / 2), atol=1)
+    assert (ins.diverging_rgb(np.array([5.0]), vmax=1.0) == ins.POSITIVE).all()  # clipped
+
+
+def test_weight_picture_marks_dead_units_and_shares_scale():
+    W = np.zeros((784, 3), np.float32)
+    W[0, 0] = 1.0
+    W[783, 1] = -1.0
+    pic = ins.weight_picture(W, dead=[False, False, True], scale=1, cols=3)
+    assert (pic.rows, pic.cols) == (1, 3)
+    frame = 2  # at least 2 pixels
+    cell = 28 + 2 * frame
+    pad = 2
+    img = pic.image
+    assert img.shape == (cell, 3 * cell + 2 * pad, 3)
+    # unit 0's top-left pixel is full red, unit 1's bottom-right full blue
+    np.testing.assert_array_equal(img[frame, frame], ins.POSITIVE.astype(np.uint8))
+    np.testing.assert_array_equal(img[frame + 27, cell + pad + frame + 27], ins.NEGATIVE.astype(np.uint8))
+    # only the dead unit (third) has a dark frame
+    x2 = 2 * (cell + pad)
+    np.testing.assert_array_equal(img[0, x2], ins.DEAD_FRAME)
+    np.testing.assert_array_equal(img[0, 0], [255, 255, 255])
+    with pytest.raises(DataError, match="dead-unit mask"):
+        ins.weight_picture(W, dead=[True])
+
+
+def test_upscale_and_ink():
+    img = np.array([[0.0, 1.0]], np.float32)
+    big = ins.upscale(img, 3)
+    assert big.shape == (3, 6) and (big[:, 3:] == 1).all() and (big[:, :3] == 0).all()
+    rgb = ins.ink_rgb(img)
+    np.testing.assert_array_equal(rgb[0, 1], [255, 255, 255])
+    assert ins.upscale_stack(np.ones((2, 2, 2)), 2).shape == (2, 4, 4)
+
+
+# --------------------------------------------------------------------------- one input
+
+
+def test_trace_gives_z_and_a_per_layer():
+    net = tiny_net()
+    x = np.array([1, 2, 0, 0], np.float32)
+    layers = ins.trace(net, x)
+    assert [l.activation for l in layers] == ["relu", "softmax"]
+    np.testing.assert_allclose(layers[0].z, [1, 2, -3.5])
+    np.testing.assert_allclose(layers[0].a, [1, 2, 0])
+    np.testing.assert_allclose(layers[1].z, [2 - 2 + 0.5, -1 + 6])
+    np.testing.assert_allclose(layers[1].a, net.predict_proba(x)[0], rtol=1e-6)
+    assert layers[0].W_shape == (4, 3) and layers[1].b_shape == (2,)
+
+
+def test_contributions_sum_to_the_logit():
+    net = tiny_net()
+    x = np.array([1, 2, 0, 0], np.float32)  # a1 = [1, 2, 0]; logits [0.5, 5]
+    c = ins.contributions(net, x)
+    assert c.cls == 1
+    np.testing.assert_allclose(c.values, [-1, 6, 0])
+    assert c.bias == 0 and c.logit == pytest.approx(5.0)
+    assert c.values.sum() + c.bias == pytest.approx(c.logit)
+    support, oppose = c.top(2)
+    np.testing.assert_array_equal(support, [1])
+    np.testing.assert_array_equal(oppose, [0])
+    c0 = ins.contributions(net, x, cls=0)
+    np.testing.assert_allclose(c0.values, [2, -2, 0])
+    assert c0.logit == pytest.approx(0.5)
+
+
+def test_contributions_sum_on_random_deep_net():
+    net = Network((784, 16, 8, 10), seed=3)
+    x = np.random.default_rng(3).random(784, dtype=np.float32)
+    c = ins.contributions(net, x)
+    assert c.cls == int(net.predict(x)[0])
+    assert c.values.sum() + c.bias == pytest.approx(c.logit, rel=1e-4, abs=1e-4)
+
+
+def test_input_saliency_matches_finite_differences():
+    net = Network((6, 5, 4, 3), activation="tanh", seed=2)
+    x = np.random.default_rng(2).random(6).astype(np.float64)
+    cls = 1
+    s = ins.input_saliency(net, x, cls)
+    eps = 1e-3
+    grad = np.empty(6)
+    for i in range(6):  # finite differences over 6 pixels, fine for a test
+        d = np.zeros(6)
+        d[i] = eps
+        grad[i] = (net.logits(x + d)[0, cls] - net.logits(x - d)[0, cls]) / (2 * eps)
+    np.testing.assert_allclose(s, grad * x, rtol=1e-2, atol=1e-4)
+
+
+def test_walkthrough_matches_network_backward_and_update_lowers_loss():
+    net = Network((784, 10, 10), init="notebook", seed=0)
+    x = np.random.default_rng(4).random(784, dtype=np.float32)
+    w = ins.walkthrough(net, x, label=3, lr=0.01)
+    assert w.loss == pytest.approx(-np.log(w.probs[3]), rel=1e-4)
+    expected_dz = w.probs.copy()
+    expected_dz[3] -= 1
+    np.testing.assert_allclose(w.dz_out, expected_dz)
+    ref = net.backward(net.forward(x), np.array([3]))
+    for g, r in zip(w.grads, ref):
+        np.testing.assert_allclose(g, r)
+    # the output-layer gradient is the outer product a1^T dZ2 (one sample)
+    np.testing.assert_allclose(w.grads[2], np.outer(w.layers[0].a, w.dz_out), rtol=1e-5, atol=1e-6)
+    names = [n for n, _, _ in w.grad_norms()]
+    assert names == ["dW1", "db1", "dW2", "db2"]
+    assert w.grad_norms()[0][1] == (784, 10)
+    assert w.loss_after < w.loss
+    assert w.prediction == int(np.argmax(w.probs))
+    with pytest.raises(DataError, match="label"):
+        ins.walkthrough(net, x, label=10)
+
+
+# --------------------------------------------------------------------------- whole report
+
+
+def test_analyse_combines_evaluation_activity_and_picture():
+    net = Network((784, 12, 10), seed=5)
+    net.weights[0][:, 4] = -1.0  # non-negative pixels can never switch unit 4 on
+    net.biases[0][4] = -0.1
+    rng = np.random.default_rng(5)
+    X = rng.random((30, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 30)
+    a = ins.analyse(net, X, y, split="validation")
+    assert a.evaluation.split == "validation" and a.evaluation.n == 30
+    np.testing.assert_allclose(a.evaluation.probs, net.predict_proba(X), rtol=1e-5)
+    assert a.activity[0].dead[4] and a.dead_counts == [int(a.activity[0].dead.sum())]
+    assert a.weights is not None and a.weights.dead[4]
+
+
+def test_history_frame_and_config_rows():
+    meta = {
+        "history": [
+            {"step": 10, "epoch": 0.5, "loss": 1.2, "train_accuracy": 0.6, "val_accuracy": None,
+             "seconds": 0.1},
+            {"step": 20, "epoch": 1.0, "loss": 0.8, "train_accuracy": 0.8, "val_accuracy": 0.75,
+             "seconds": 0.2},
+        ],
+        "config": {"hidden": [256, 128], "lr": 0.001, "iterations": None},
+    }
+    df = ins.history_frame(meta)
+    assert list(df.columns) == list(ins.HISTORY_COLUMNS)
+    assert df["loss"].tolist() == [1.2, 0.8]
+    assert np.isnan(df["val_accuracy"].iloc[0])
+    assert ins.history_frame({}).empty
+    assert ins.config_rows(meta) == [("hidden", "256 x 128"), ("lr", "0.001"), ("iterations", "-")]
+    assert ins.config_rows({"config": "junk"}) == []
