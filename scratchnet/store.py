@@ -546,24 +546,24 @@ class ModelStore:
 
     # ---- listing
 
-    def _info(self, entry: os.DirEntry) -> ModelInfo | None:
+    def _info(self, entry: os.DirEntry, problems: list[str]) -> ModelInfo | None:
         """Validated info for one directory entry, None if it vanished, problem if refused."""
         name = entry.name[: -len(SUFFIX)]
         path = Path(entry.path)
         try:
             validate_name(name)
         except ModelFileError:
-            self.problems.append(f"Skipped {entry.name!r}: not a valid model name.")
+            problems.append(f"Skipped {entry.name!r}: not a valid model name.")
             return None
         if not self._inside(path):
-            self.problems.append(f"Skipped {entry.name!r}: it points outside the models folder.")
+            problems.append(f"Skipped {entry.name!r}: it points outside the models folder.")
             return None
         try:
             f = open(path, "rb")
         except FileNotFoundError:
             return None  # deleted or renamed by someone else since the directory scan
         except OSError as exc:
-            self.problems.append(f"Skipped {entry.name!r}: cannot open it ({exc.strerror or exc}).")
+            problems.append(f"Skipped {entry.name!r}: cannot open it ({exc.strerror or exc}).")
             return None
         with f:
             st = os.fstat(f.fileno())
@@ -582,7 +582,7 @@ class ModelStore:
                     _CACHE[key] = cached
         meta, error = cached
         if error is not None:
-            self.problems.append(f"Skipped {entry.name!r}: {error}")
+            problems.append(f"Skipped {entry.name!r}: {error}")
             return None
         meta = copy.deepcopy(meta)
         return ModelInfo(
@@ -594,23 +594,28 @@ class ModelStore:
         )
 
     def list(self) -> list[ModelInfo]:
-        """Valid models, newest first. Refused files are skipped and described in ``problems``."""
-        self.problems = []
+        """Valid models, newest first. Refused files are skipped and described in ``problems``.
+
+        ``problems`` is replaced as a whole at the end, so a store shared between threads (the
+        app caches one per folder) never shows a half-built list.
+        """
+        problems: list[str] = []
+        infos = []
         try:
             entries = list(os.scandir(self.directory))
         except FileNotFoundError:
-            return []
+            entries = []
         except OSError as exc:
-            self.problems.append(f"Cannot read the models folder: {exc.strerror or exc}.")
-            return []
-        infos = []
+            problems.append(f"Cannot read the models folder: {exc.strerror or exc}.")
+            entries = []
         for entry in entries:
             if entry.name.startswith(".") or not entry.name.endswith(SUFFIX):
                 continue  # temp files of writers in progress, active.json, anything else
-            info = self._info(entry)
+            info = self._info(entry, problems)
             if info is not None:
                 infos.append(info)
         infos.sort(key=lambda i: (i.created, i.name), reverse=True)
+        self.problems = problems
         return infos
 
     def names(self) -> list[str]:
@@ -789,9 +794,13 @@ class ModelStore:
         name = self.active_name()
         infos = self.list()
         candidates = [i for i in infos if i.name == name] + [i for i in infos if i.name != name]
-        for info in candidates:
-            try:
-                return load_model(info.path)
-            except ModelFileError as exc:
-                self.problems.append(f"Skipped {info.name!r}: {exc}")
-        return None
+        problems = list(self.problems)
+        try:
+            for info in candidates:
+                try:
+                    return load_model(info.path)
+                except ModelFileError as exc:  # went bad (or vanished) since the listing
+                    problems.append(f"Skipped {info.name!r}: {exc}")
+            return None
+        finally:
+            self.problems = problems

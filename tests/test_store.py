@@ -611,6 +611,26 @@ def test_load_active_skips_a_model_that_went_bad(tmp_path):
     assert any("'b.npz'" in p for p in s.problems)
 
 
+def test_load_active_survives_a_model_changing_after_listing(tmp_path, monkeypatch):
+    s = ModelStore(tmp_path)
+    s.save(_net(1), {"created": _created(1)}, name="a")
+    s.save(_net(2), {"created": _created(2)}, name="b")
+    s.set_active("b")
+    real = store.load_model
+
+    def flaky(path):  # b is listed as fine, then replaced by junk / deleted before it is read
+        if Path(path).name == "b.npz":
+            raise ModelFileError("'b.npz' is damaged or truncated: gone.")
+        return real(path)
+
+    monkeypatch.setattr(store, "load_model", flaky)
+    net, _ = s.load_active()
+    assert _same_net(net, _net(1))
+    assert s.problems == ["Skipped 'b': 'b.npz' is damaged or truncated: gone."]
+    monkeypatch.setattr(store, "load_model", lambda path: flaky(tmp_path / "b.npz"))
+    assert s.load_active() is None and len(s.problems) == 2
+
+
 _WORKER = textwrap.dedent(
     """
     import json, sys
