@@ -121,13 +121,20 @@ def _data_dir() -> str:
 def _dataset(kind: str, key: tuple, directory: str, _progress=None):
     from scratchnet.datasets import load_dataset
 
-    kw = dict(key)
+    kw = dict(key)  # ``directory`` is only part of the cache key: load_mnist reads data_dir() itself
     if kind == "mnist":
-        kw.setdefault("data_dir", directory)
         kw["fallback"] = False  # a fallback must not be cached as "mnist"
         if _progress is not None:
             kw["progress"] = _progress
     return load_dataset(kind, **kw)
+
+
+def mnist_available() -> bool:
+    """Are the four MNIST files in the data directory (so loading needs no download)?"""
+    from scratchnet.datasets import MNIST_FILES
+
+    directory = Path(_data_dir()) / "mnist"
+    return all((directory / f"{s}.gz").is_file() or (directory / s).is_file() for s in MNIST_FILES)
 
 
 def get_dataset(kind: str, **kw):

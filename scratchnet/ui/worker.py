@@ -1,0 +1,509 @@
+"""Training in a background thread for the Train page, with no Streamlit in sight.
+
+The page only renders: it submits a :class:`TrainingJob` to the process-wide
+:class:`TrainingManager`, then polls ``job.poll()`` a few times a second for an immutable
+:class:`Snapshot`. Everything that has to be right without a browser lives here:
+
+- consuming ``training.train`` records costs a lock and a tuple append per record, and the chart
+  keeps at most ``MAX_POINTS`` evenly spaced points however long the run (halve and double the
+  stride when full), so polling cost never grows with training time;
+- admission control: at most ``max_running`` jobs train at once (``SCRATCHNET_MAX_TRAININGS``,
+  default 1); the rest wait in FIFO order and know their position;
+- a job nobody polls for ``idle_timeout`` seconds (tab closed, session gone) is stopped, checked
+  between every two gradient steps, so no orphan burns CPU;
+- when training ends the model is saved to the store with its metrics, history and config and
+  made active; a diverged model is kept in memory only, until the user explicitly keeps it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from scratchnet.errors import ScratchnetError
+from scratchnet.training import Progress, TrainConfig, build_network, train
+
+log = logging.getLogger(__name__)
+
+MAX_POINTS = 500  # chart points (and stored history records) per run
+DEFAULT_IDLE_TIMEOUT = 60.0  # seconds without a poll before a job counts as abandoned
+RECORD_INTERVAL = 0.25  # aim for a Progress record about this often (seconds)
+VAL_OVERHEAD = 0.03  # keep validation passes below ~3% of the training compute
+ASSUMED_FLOPS = 4e9  # single-thread float32 throughput of a modest laptop core (measured ~4-8e9)
+MIN_RECORDS = 20  # even short runs draw a curve, not two dots
+KEEP_FINISHED = 16  # finished jobs remembered for late polls (results, downloads)
+
+ACTIVE = ("queued", "running")
+ENDED = ("finished", "stopped", "diverged", "abandoned", "failed")
+
+
+def _env_int(name: str, default: int, lo: int = 1) -> int:
+    try:
+        return max(lo, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def max_trainings() -> int:
+    """How many trainings may run at once in this process (``SCRATCHNET_MAX_TRAININGS``, >= 1)."""
+    return _env_int("SCRATCHNET_MAX_TRAININGS", 1)
+
+
+def blas_threads() -> int:
+    """BLAS threads per training (``SCRATCHNET_BLAS_THREADS``, default 1).
+
+    On 2 cores a multi-threaded OpenBLAS fights Streamlit's own threads; one thread per training
+    was measured faster overall (see the Train page report) and keeps the UI responsive.
+    """
+    return _env_int("SCRATCHNET_BLAS_THREADS", 1)
+
+
+def choose_eval_every(config: TrainConfig, n_train: int, n_val: int, n_params: int,
+                      flops_per_second: float = ASSUMED_FLOPS) -> int:
+    """Steps between Progress records: a few per second, validation a small share of the work.
+
+    A step costs about ``6 * batch * n_params`` flops (forward + backward), a validation pass
+    ``2 * n_val * n_params``. Short runs still get ``MIN_RECORDS`` records.
+    """
+    if config.eval_every is not None:
+        return int(config.eval_every)
+    batch = config.effective_batch_size(n_train)
+    step_flops = 6.0 * batch * n_params
+    for_time = RECORD_INTERVAL * flops_per_second / step_flops
+    for_overhead = (2.0 * n_val * n_params) / (VAL_OVERHEAD * step_flops) if n_val else 1
+    every = max(1, math.ceil(max(for_time, for_overhead)))
+    total = config.total_steps(n_train)
+    return max(1, min(every, total // MIN_RECORDS))
+
+
+class PointBuffer:
+    """At most ``limit`` evenly spaced items from an unbounded stream, O(1) per item.
+
+    Keeps every ``stride``-th item; when full, drops every other kept item and doubles the
+    stride. The result always spans the whole run with uniform spacing.
+    """
+
+    def __init__(self, limit: int = MAX_POINTS):
+        if limit < 2:
+            raise ValueError("PointBuffer needs room for at least 2 points")
+        self.limit = limit
+        self.stride = 1
+        self._seen = 0
+        self.items: list = []
+
+    def add(self, item) -> None:
+        if self._seen % self.stride == 0:
+            self.items.append(item)
+            if len(self.items) > self.limit:
+                del self.items[1::2]
+                self.stride *= 2
+        self._seen += 1
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+# One chart point: the numbers of a Progress record, as a plain tuple (cheap to copy).
+POINT_FIELDS = ("step", "epoch", "loss", "train_accuracy", "val_accuracy", "seconds")
+
+
+def _point(p: Progress) -> tuple:
+    return (p.step, p.epoch, p.loss, p.train_accuracy, p.val_accuracy, p.seconds)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a page needs to draw a job at one moment; immutable, safe to hand across threads."""
+
+    job_id: str
+    status: str  # "queued" | "running" | "finished" | "stopped" | "diverged" | "abandoned" | "failed"
+    queue_position: int  # 1-based while queued, else 0
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float | None
+    train_accuracy: float | None
+    val_accuracy: float | None
+    seconds: float  # time spent training so far
+    eta_seconds: float | None
+    points: tuple  # tuples in POINT_FIELDS order, at most MAX_POINTS + 1
+    message: str = ""
+    result: dict | None = None  # when saved: model_name, path, val_accuracy, test_accuracy, ...
+    error: str = ""
+    config: dict = field(default_factory=dict)
+    dataset: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def progress_text(self) -> str:
+        if self.status == "queued":
+            return f"Waiting for a free training slot (number {self.queue_position} in the queue)"
+        text = f"Iteration {self.step:,} of {self.total_steps:,} · {format_seconds(self.seconds)} elapsed"
+        if self.active:
+            text += f" · {format_seconds(self.eta_seconds)} left" if self.eta_seconds is not None else " · estimating time left"
+        return text
+
+
+def format_seconds(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "?"
+    s = max(0.0, s)
+    if s < 60:
+        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m} min {sec:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+class _StopSignal:
+    """``is_set()`` for ``training.train``: a stop request, or nobody polled for too long."""
+
+    def __init__(self, job: "TrainingJob"):
+        self.event = threading.Event()
+        self.job = job
+        self.abandoned = False
+
+    def is_set(self) -> bool:
+        if self.event.is_set():
+            return True
+        job = self.job
+        if job.idle_timeout is not None and job.clock() - job.last_poll > job.idle_timeout:
+            self.abandoned = True
+            self.event.set()
+            return True
+        return False
+
+
+_ids = itertools.count(1)
+
+
+class TrainingJob:
+    """One training run: config + dataset in, progress snapshots and a saved model out.
+
+    ``run()`` trains in the calling thread (the manager calls it from a worker thread once a
+    slot is free); the benchmark calls it directly to time the page's code path headless.
+    """
+
+    def __init__(self, config: TrainConfig, dataset, *, store=None, name: str | None = None,
+                 preset: str | None = None, save: bool = True, activate: bool = True,
+                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, threads: int | None = None,
+                 clock=time.monotonic):
+        n_train = len(dataset.X_train)
+        config.validate(n_train=n_train)  # ConfigError now, on the page, not later in a thread
+        self.net = build_network(config, n_inputs=dataset.X_train.shape[1])
+        n_val = 0 if dataset.X_val is None else len(dataset.X_val)
+        every = choose_eval_every(config, n_train, n_val, self.net.n_params)
+        self.config = config.replace(eval_every=every)
+        self.dataset = dataset
+        self.store = store
+        self.name = name
+        self.preset = preset
+        self.save = save
+        self.activate = activate
+        self.idle_timeout = idle_timeout
+        self.threads = threads
+        self.clock = clock
+        self.id = f"job-{next(_ids)}-{int(time.time() * 1000) % 100000:05d}"
+        self.last_poll = clock()
+        self.stop_signal = _StopSignal(self)
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._status = "queued"
+        self._queue_position = 0
+        self._last: Progress | None = None
+        self._buffer = PointBuffer(MAX_POINTS)
+        self._message = ""
+        self._error = ""
+        self._result: dict | None = None
+        self._total = self.config.total_steps(n_train)
+        self._cached: Snapshot | None = None
+        self._version = 0
+        self._cached_version = -1
+
+    # ------------------------------------------------------------------ the page's side
+    def poll(self) -> Snapshot:
+        """The current snapshot; also the heartbeat that keeps the job alive."""
+        self.last_poll = self.clock()
+        return self.snapshot()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            if self._cached is not None and self._cached_version == self._version:
+                return self._cached
+            p = self._last
+            points = list(self._buffer.items)
+            if p is not None and (not points or points[-1][0] != p.step):
+                points.append(_point(p))
+            eta = None
+            if p is not None and p.step > 0 and self._status == "running":
+                eta = p.seconds / p.step * (p.total_steps - p.step)
+            snap = Snapshot(
+                job_id=self.id,
+                status=self._status,
+                queue_position=self._queue_position,
+                step=p.step if p else 0,
+                total_steps=p.total_steps if p else self._total,
+                epoch=p.epoch if p else 0.0,
+                loss=_finite(p.loss) if p else None,
+                train_accuracy=_finite(p.train_accuracy) if p else None,
+                val_accuracy=p.val_accuracy if p else None,
+                seconds=p.seconds if p else 0.0,
+                eta_seconds=eta,
+                points=tuple(points),
+                message=self._message,
+                result=dict(self._result) if self._result else None,
+                error=self._error,
+                config=self.config.to_dict(),
+                dataset=getattr(self.dataset, "description", ""),
+            )
+            self._cached, self._cached_version = snap, self._version
+            return snap
+
+    def request_stop(self) -> None:
+        """Ask the run to stop; it does so before its next gradient step."""
+        self.stop_signal.event.set()
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    # ------------------------------------------------------------------ the worker's side
+    def _set(self, **kw) -> None:
+        with self._lock:
+            for k, v in kw.items():
+                setattr(self, "_" + k, v)
+            self._version += 1
+
+    def _record(self, p: Progress) -> None:
+        """Per-record work on the training thread: keep it tiny (a lock and an append)."""
+        with self._lock:
+            self._last = p
+            self._buffer.add(_point(p))
+            self._version += 1
+
+    def cancel(self, status: str, message: str) -> None:
+        """End a job that never started (stopped or abandoned while queued)."""
+        self._set(status=status, message=message, queue_position=0)
+        self.done.set()
+
+    def run(self) -> Snapshot:
+        """Train to the end in this thread, then save the model; returns the final snapshot."""
+        self._set(status="running", queue_position=0)
+        ds = self.dataset
+        last = None
+        try:
+            with _blas_limit(self.threads or blas_threads()):
+                for p in train(self.net, ds.X_train, ds.y_train, self.config, ds.X_val, ds.y_val,
+                               stop=self.stop_signal):
+                    self._record(p)
+                    last = p
+                test_acc = None
+                if last is not None and last.status != "diverged" and ds.X_test is not None and len(ds.X_test):
+                    test_acc = self.net.accuracy(ds.X_test, ds.y_test)
+        except Exception as err:  # a bug or a user error inside the thread: show it, never die silently
+            if not isinstance(err, ScratchnetError):
+                log.exception("training job %s failed", self.id)
+            self._set(status="failed", error=str(err) if isinstance(err, ScratchnetError)
+                      else f"{type(err).__name__}: {err}")
+            self.done.set()
+            return self.snapshot()
+
+        status = last.status if last is not None else "stopped"
+        message = last.message if last is not None else ""
+        if status == "stopped" and self.stop_signal.abandoned:
+            status = "abandoned"
+            message = (f"Stopped after {format_seconds(self.idle_timeout)} without anyone watching "
+                       f"(the page was closed or reloaded). {message}")
+        self._set(result={"val_accuracy": last.val_accuracy if last else None, "test_accuracy": test_acc})
+        error = ""
+        trained = last is not None and last.step > 0
+        if self.save and trained and status in ("finished", "stopped", "abandoned"):
+            # Saved before the status changes, so a page seeing "finished" also sees the model.
+            try:
+                self._save(activate=self.activate and status != "abandoned", status=status)
+            except ScratchnetError as err:
+                error = f"The model could not be saved: {err}"
+        self._set(status=status, message=message, error=error)
+        self.done.set()
+        return self.snapshot()
+
+    # ------------------------------------------------------------------ saving
+    def metadata(self, status: str | None = None) -> dict:
+        """Model metadata as ARCHITECTURE.md describes it (store.save adds format/sizes/created)."""
+        ds = self.dataset
+        last = self._last
+        with self._lock:
+            history = [dict(zip(POINT_FIELDS, pt)) for pt in self._buffer.items]
+        if last is not None and (not history or history[-1]["step"] != last.step):
+            history.append(dict(zip(POINT_FIELDS, _point(last))))
+        result = self._result or {}
+        meta = {
+            "config": self.config.to_dict(),
+            "dataset": {
+                "name": getattr(ds, "name", "unknown"),
+                "n_train": len(ds.X_train),
+                "n_val": 0 if ds.X_val is None else len(ds.X_val),
+                "n_test": 0 if ds.X_test is None else len(ds.X_test),
+            },
+            "metrics": {
+                "val_accuracy": result.get("val_accuracy"),
+                "test_accuracy": result.get("test_accuracy"),
+                "train_accuracy": last.train_accuracy if last else None,
+                "loss": last.loss if last else None,
+                "train_seconds": last.seconds if last else 0.0,
+                "steps": last.step if last else 0,
+                "epochs": last.epoch if last else 0.0,
+            },
+            "history": history,
+            "status": status or self._status,
+        }
+        if self.preset:
+            meta["preset"] = self.preset
+        return meta
+
+    def _save(self, *, activate: bool, name: str | None = None, status: str | None = None) -> dict:
+        if self.store is None:
+            raise ScratchnetError("There is no model store to save into.")
+        info = self.store.save(self.net, self.metadata(status), name=name or self.name)
+        if activate:
+            self.store.set_active(info.name)
+        result = dict(self._result or {})
+        result.update(model_name=info.name, path=str(info.path), activated=activate)
+        self._set(result=result)
+        return result
+
+    def keep(self, name: str | None = None) -> dict:
+        """Save and activate the model anyway (the user's explicit choice after divergence)."""
+        if self._status in ACTIVE:
+            raise ScratchnetError("The training is still running; stop it first.")
+        if self._result and self._result.get("model_name"):
+            if self.store is not None and self.activate:
+                self.store.set_active(self._result["model_name"])
+            return dict(self._result)
+        if self._last is None or self._last.step == 0:
+            raise ScratchnetError("Nothing was trained, so there is no model to keep.")
+        return self._save(activate=True, name=name)
+
+
+def _finite(x) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+class _blas_limit:
+    """threadpoolctl's limit if available; a no-op otherwise (e.g. no BLAS found)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._ctx = None
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+
+            self._ctx = threadpool_limits(limits=self.n, user_api="blas")
+        except Exception:  # pragma: no cover - threadpoolctl is a declared dependency
+            self._ctx = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._ctx is not None:
+            self._ctx.restore_original_limits()
+        return False
+
+
+class TrainingManager:
+    """Admission control for the whole process: a FIFO queue in front of ``max_running`` slots."""
+
+    def __init__(self, max_running: int | None = None):
+        self.max_running = max_running if max_running is not None else max_trainings()
+        self._cond = threading.Condition()
+        self._waiting: list[TrainingJob] = []
+        self._running: list[TrainingJob] = []
+        self._jobs: dict[str, TrainingJob] = {}
+
+    def submit(self, job: TrainingJob) -> TrainingJob:
+        """Queue ``job``; it starts as soon as a slot is free (at once if one is)."""
+        with self._cond:
+            self._jobs[job.id] = job
+            self._waiting.append(job)
+            self._renumber()
+            self._forget_old()
+        threading.Thread(target=self._run, args=(job,), name=f"scratchnet-{job.id}", daemon=True).start()
+        return job
+
+    def get(self, job_id: str | None) -> TrainingJob | None:
+        with self._cond:
+            return self._jobs.get(job_id) if job_id else None
+
+    def active_jobs(self) -> list[TrainingJob]:
+        """Running jobs first, then queued ones in queue order."""
+        with self._cond:
+            return list(self._running) + list(self._waiting)
+
+    def stop_all(self, timeout: float = 5.0) -> None:
+        """Stop every job and wait for them (tests, shutdown)."""
+        for job in self.active_jobs():
+            job.request_stop()
+        for job in list(self._jobs.values()):
+            job.done.wait(timeout)
+
+    def _renumber(self) -> None:
+        for i, job in enumerate(self._waiting, 1):
+            job._set(queue_position=i)
+
+    def _forget_old(self) -> None:
+        ended = [j for j in self._jobs.values() if j.status in ENDED]
+        for job in ended[: max(0, len(ended) - KEEP_FINISHED)]:
+            self._jobs.pop(job.id, None)
+
+    def _run(self, job: TrainingJob) -> None:
+        with self._cond:
+            while True:
+                if job.stop_signal.is_set():
+                    self._waiting.remove(job)
+                    self._renumber()
+                    self._cond.notify_all()
+                    if job.stop_signal.abandoned:
+                        job.cancel("abandoned", "Removed from the queue: nobody was waiting for it any more.")
+                    else:
+                        job.cancel("stopped", "Stopped before it started.")
+                    return
+                if self._waiting[0] is job and len(self._running) < self.max_running:
+                    self._waiting.pop(0)
+                    self._running.append(job)
+                    self._renumber()
+                    break
+                self._cond.wait(0.2)  # also re-checks the stop signal / idle timeout
+        try:
+            job.run()
+        finally:
+            with self._cond:
+                self._running.remove(job)
+                self._cond.notify_all()
+
+
+_manager: TrainingManager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_manager() -> TrainingManager:
+    """The process-wide manager shared by every session of the app."""
+    global _manager
+    with _manager_lock:
+        if _manager is None:
+            _manager = TrainingManager()
+        return _manager
