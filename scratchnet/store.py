@@ -147,7 +147,10 @@ def _fsync_dir(directory: Path) -> None:
 
 def _write_temp(directory: Path, net: Network, metadata: dict) -> tuple[Path, dict]:
     """Write a complete, fsynced model to a fresh hidden temp file in ``directory``."""
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=SUFFIX, dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=SUFFIX, dir=directory)
+    except OSError as exc:
+        raise _write_error(directory, exc) from None
     tmp_path = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -155,10 +158,18 @@ def _write_temp(directory: Path, net: Network, metadata: dict) -> tuple[Path, di
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp_path, 0o644)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise _write_error(directory, exc) from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
     return tmp_path, meta
+
+
+def _write_error(where: Path, exc: OSError) -> ModelFileError:
+    """Disk full, no permission, target is a folder...: the user's to fix, so say it plainly."""
+    return ModelFileError(f"Cannot save the model to {str(where)!r}: {exc.strerror or exc}.")
 
 
 def save_model(path, net: Network, metadata: dict | None = None) -> Path | None:
@@ -177,6 +188,9 @@ def save_model(path, net: Network, metadata: dict | None = None) -> Path | None:
     tmp, _ = _write_temp(directory, net, metadata)
     try:
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(target, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -306,10 +306,19 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ModelFileError, match="Cannot save the model .*disk full"):
         save_model(target, _net(2), {"tag": 2})
+    with pytest.raises(ModelFileError, match="disk full"):
+        ModelStore(tmp_path).save(_net(2), {"tag": 2}, name="m", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
     assert load_model(target)[1]["tag"] == 1
+
+
+def test_saving_onto_a_folder_is_a_clear_error_and_leaves_no_temp(tmp_path):
+    (tmp_path / "taken.npz").mkdir()
+    with pytest.raises(ModelFileError, match="Cannot save the model to .*taken.npz"):
+        save_model(tmp_path / "taken.npz", _net(), {})
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.npz"]
 
 
 def test_save_into_missing_folder_is_a_clear_error(tmp_path):
