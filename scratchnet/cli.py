@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", choices=["mnist", "sample"], default="mnist",
                    help="mnist (default; downloaded once, falls back to the bundled 5,000-digit "
                    "sample when offline) or sample")
-    t.add_argument("--data-dir", metavar="DIR", help="where MNIST is cached (default: SCRATCHNET_DATA_DIR "
-                   "or ~/.cache/scratchnet)")
+    t.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST files, or a data folder holding "
+                   "them in mnist/ (default: $SCRATCHNET_DATA_DIR/mnist, else ~/.cache/scratchnet/mnist)")
     t.add_argument("--csv", metavar="TRAIN.csv", help="train on a CSV file (label,pixel0..pixel783) instead")
     t.add_argument("--test-csv", metavar="TEST.csv", help="test set for --csv")
     t.add_argument("--out", metavar="MODEL.npz", help="write the model to this file instead of the store")
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("--model", required=True, metavar="M", help="model file, or a model name in the store")
-    e.add_argument("--data-dir", metavar="DIR", help="where MNIST is cached")
+    e.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST files (as for train)")
     e.add_argument("--csv", metavar="TEST.csv", help="evaluate on this CSV (label,pixel0..pixel783)")
     e.add_argument("--json", action="store_true", help="one line of JSON: test_accuracy, n")
     e.set_defaults(func=cmd_evaluate)
@@ -247,7 +247,24 @@ def _load_train_data(args):
         return datasets.load_csv(args.csv, test_source=args.test_csv)
     if args.dataset == "sample":
         return datasets.load_sample()
-    return datasets.load_mnist(args.data_dir)
+    return datasets.load_mnist(mnist_dir(args.data_dir), progress=_download_progress)
+
+
+def mnist_dir(option):
+    """``--data-dir``: the folder with the MNIST files, or a data root holding them in ``mnist/``."""
+    if option is None:
+        return None
+    d = Path(option).expanduser()
+    has_files = d.is_dir() and any(f.name.startswith(("train-images", "t10k-images")) for f in d.iterdir())
+    if not has_files and (d / "mnist").is_dir():
+        return d / "mnist"
+    return d
+
+
+def _download_progress(name, done, total) -> None:
+    if done == 0:
+        size = f" ({total / 2**20:.1f} MB)" if total else ""
+        _err(f"Downloading {name}{size}...")
 
 
 def _describe(config, ds, net) -> str:
@@ -403,7 +420,8 @@ def cmd_train(args) -> int:
     summary = f"Validation accuracy {_fmt_acc(dev_acc)}"
     if test_acc is not None:
         summary += f", test accuracy {_fmt_acc(test_acc)}"
-    summary += f"; {steps:,} steps ({_fmt_epoch(epochs)} epochs) in {train_seconds:.1f} s of training."
+    summary += (f"; {steps:,} step{'s' if steps != 1 else ''} ({_fmt_epoch(epochs)} epochs) "
+                f"in {train_seconds:.1f} s of training.")
     say(summary)
     if model_path is not None:
         where = f"Saved model {name!r} to {model_path}" if name else f"Saved model to {model_path}"
@@ -473,7 +491,7 @@ def cmd_evaluate(args) -> int:
         y = labels
         source = f"csv:{Path(args.csv).name}"
     else:
-        ds = datasets.load_mnist(args.data_dir, fallback=False)
+        ds = datasets.load_mnist(mnist_dir(args.data_dir), fallback=False, progress=_download_progress)
         for note in ds.notes:
             _err(f"note: {note}")
         if ds.X_test is None or not len(ds.X_test):
