@@ -685,14 +685,21 @@ def test_two_processes_sharing_a_store_stay_consistent(tmp_path):
                          env=_subprocess_env())
         for w in (1, 2)
     ]
-    for proc in procs:
-        assert proc.stdout.readline().strip() == b"ready"
-    for proc in procs:
-        proc.stdin.write(b"go\n")
-        proc.stdin.flush()
+    outputs = []
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == b"ready"
+        for proc in procs:
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
+    for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, (out, err.decode()[-2000:])
         results.append(json.loads(out.decode().strip().splitlines()[-1])["mine"])
     mine1, mine2 = results
