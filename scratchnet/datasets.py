@@ -629,59 +629,97 @@ def _cell_problem(cell: str, value: float, column: int) -> str:
     return f"{what} is {text[:20]}, but {rule}"
 
 
-def _read_csv_careful(f, name: str, header: bool, max_rows: int):
-    """Line-by-line checks that name the first bad row; also accepts unusual-but-valid files."""
+_CSV_LOW = np.zeros(N_PIXELS + 1)
+_CSV_HIGH = np.concatenate([[9.0], np.full(N_PIXELS, 255.0)])
+_MAX_LINE = 1 << 16  # a valid row is under 10 KB even with decimals
+
+
+def _parse_block(block, first_number: int, name: str) -> np.ndarray:
+    """Checked lines -> (rows, 785) uint8, or DataError naming the first bad cell.
+
+    pandas parses straight to uint8 and refuses unsafe casts (300, -1, 2.5, 'abc'); a block it
+    refuses is halved until the culprit is in a small block, which is then read as text to explain.
+    """
     import pandas as pd
-    data = f.read()
-    if _looks_binary(data):
-        raise DataError(f"{name} is not a CSV text file (it contains binary data).")
-    lines = data.split(b"\n")
-    del data
-    first = 1 if header else 0
-    # (1-based line number, content) of every non-blank data line
-    rows = [(i + 1, line) for i, line in enumerate(lines[first:], start=first) if line.strip()]
-    del lines
-    if not rows:
-        raise DataError(f"{name} has a header but no data rows." if header else f"{name} is empty.")
-    if len(rows) > max_rows:
-        raise DataError(f"{name} has {len(rows):,} rows; at most {max_rows:,} can be loaded.")
-    for number, (line_no, line) in enumerate(rows, start=1):
+
+    text = b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line in block)
+    options = dict(header=None, engine="c", skip_blank_lines=False, encoding="utf-8")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = pd.read_csv(
+                io.BytesIO(text), dtype=np.uint8, na_filter=False, skipinitialspace=True, **options
+            ).to_numpy()
+        if values.shape == (len(block), N_PIXELS + 1) and values[:, 0].max() <= 9:
+            return values
+    except (ValueError, TypeError, OverflowError):
+        pass
+    if len(block) > 256:
+        mid = len(block) // 2
+        return np.concatenate(
+            [_parse_block(block[:mid], first_number, name), _parse_block(block[mid:], first_number + mid, name)]
+        )
+    cells = pd.read_csv(io.BytesIO(text), dtype=str, na_filter=False, keep_default_na=False, **options).to_numpy()
+    values = pd.to_numeric(cells.ravel(), errors="coerce").astype(np.float64).reshape(cells.shape)
+    bad = ~_cells_ok(values)
+    if bad.any():
+        r, c = divmod(int(np.argmax(bad)), cells.shape[1])  # row-major: first bad row, first bad column
+        problem = _cell_problem(str(cells[r, c]), values[r, c], c)
+        raise DataError(f"{name}, row {first_number + r} (line {block[r][0]}): {problem}.")
+    return values.astype(np.uint8)
+
+
+def _cells_ok(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return (values >= _CSV_LOW) & (values <= _CSV_HIGH) & (values == np.floor(values))
+
+
+def _read_csv_careful(f, name: str, header: bool, max_rows: int):
+    """Stream the file in blocks of lines, naming the first bad row; accepts unusual-but-valid files.
+
+    Only reached when the fast path failed, so it favours exact messages over speed, but it still
+    never holds more than one block of text and the uint8 result in memory.
+    """
+    image_parts, label_parts = [], []
+    block: list[tuple[int, bytes]] = []
+    n = 0
+
+    def flush():
+        values = _parse_block(block, n - len(block) + 1, name)
+        label_parts.append(values[:, 0].copy())
+        image_parts.append(np.ascontiguousarray(values[:, 1:]))
+        block.clear()
+
+    for line_no, line in enumerate(iter(lambda: f.readline(_MAX_LINE), b""), start=1):
+        if b"\x00" in line:
+            raise DataError(f"{name} is not a CSV text file (line {line_no} contains binary data).")
+        if len(line) >= _MAX_LINE and not line.endswith(b"\n"):
+            raise DataError(f"{name}, line {line_no} is far too long to be a row of 785 numbers.")
+        if (header and line_no == 1) or not line.strip():
+            continue
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{name} is not a CSV text file (line {line_no} contains binary data).") from None
+        n += 1
+        if n > max_rows:
+            raise DataError(f"{name} has more than {max_rows:,} rows, the most that can be loaded at once.")
         fields = line.count(b",") + 1
         if fields != N_PIXELS + 1:
             raise DataError(
-                f"{name}, row {number} (line {line_no}) has {fields} values, but every row needs "
+                f"{name}, row {n} (line {line_no}) has {fields} values, but every row needs "
                 f"{N_PIXELS + 1}: a label and {N_PIXELS} pixels."
             )
-    n = len(rows)
-    images = np.empty((n, N_PIXELS), dtype=np.uint8)
-    labels = np.empty(n, dtype=np.uint8)
-    low = np.zeros(N_PIXELS + 1)
-    high = np.full(N_PIXELS + 1, 255.0)
-    high[0] = 9.0
-    for start in range(0, n, 2000):
-        block = rows[start : start + 2000]
-        text = b"\n".join(line for _, line in block)
-        cells = pd.read_csv(
-            io.BytesIO(text),
-            header=None,
-            dtype=str,
-            na_filter=False,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            engine="c",
-            encoding="utf-8",
-        ).to_numpy()
-        values = pd.to_numeric(cells.ravel(), errors="coerce").astype(np.float64).reshape(cells.shape)
-        with np.errstate(invalid="ignore"):
-            bad = ~((values >= low) & (values <= high) & (values == np.floor(values)))
-        if bad.any():
-            flat = int(np.argmax(bad))  # row-major: the first bad row, then its first bad column
-            r, c = divmod(flat, cells.shape[1])
-            number = start + r + 1
-            problem = _cell_problem(str(cells[r, c]), values[r, c], c)
-            raise DataError(f"{name}, row {number} (line {block[r][0]}): {problem}.")
-        labels[start : start + len(block)] = values[:, 0]
-        images[start : start + len(block)] = values[:, 1:]
+        block.append((line_no, line))
+        if len(block) == 10_000:
+            flush()
+    if block:
+        flush()
+    if n == 0:
+        raise DataError(f"{name} has a header but no data rows." if header else f"{name} is empty.")
+    labels = np.concatenate(label_parts)
+    del label_parts
+    images = np.concatenate(image_parts)
     return images, labels
 
 
