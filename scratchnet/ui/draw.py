@@ -1,0 +1,341 @@
+"""The Draw page's Streamlit pieces: canvas, upload, model choice, result and "Was this right?".
+
+Everything that can be computed without Streamlit (preprocessing, prediction, the feedback
+store) lives in :mod:`scratchnet.feedback`; this module only arranges widgets around it, so
+``pages/2_Draw.py`` stays a few lines long.
+
+Speed matters here: every finished stroke reruns the page. The expensive things are cached
+(models per file version, datasets per process) and the chart is a fixed Vega-Lite spec, so a
+rerun is dominated by decoding the canvas PNG and the 28x28 preprocessing (a few ms).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from scratchnet import feedback
+from scratchnet.errors import EmptyImageError, ScratchnetError
+from scratchnet.ui import common
+
+CANVAS_SIZE = 280  # 10x MNIST: big enough for a finger, small enough for a phone screen
+PREVIEW_SIZE = 196  # 7x: each network input pixel is a visible square
+DEFAULT_STROKE = 18  # ~ MNIST's stroke (2 of 28 px) on a digit drawn ~70% of the canvas tall
+QUICK_STEPS = 400  # one-click model: the fast preset, capped to a few seconds of training
+
+CANVAS_GEN = "draw_canvas_gen"  # bumped by "Clear": a new key gives a fresh, empty canvas
+MODEL_CHOICE = "draw_model"
+SAVED = "draw_saved"  # {input fingerprint: label} of drawings this session already labelled
+
+
+def canvas_key() -> str:
+    return f"draw_canvas_{st.session_state.get(CANVAS_GEN, 0)}"
+
+
+def clear_canvas() -> None:
+    st.session_state[CANVAS_GEN] = st.session_state.get(CANVAS_GEN, 0) + 1
+
+
+# --------------------------------------------------------------------------- models
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load(path: str, mtime_ns: int, size: int):
+    from scratchnet.store import load_model
+
+    return load_model(path)
+
+
+def choose_model():
+    """Model picker (the active model by default) -> ``(name, net, metadata)`` or None.
+
+    The choice is per session: trying another model here does not change what other pages or
+    visitors use. With no model at all, offers to train one in a few seconds instead.
+    """
+    store = common.get_store()
+    infos = store.list()
+    if not infos:
+        return None
+    names = [i.name for i in infos]
+    active = store.active_name()
+    current = st.session_state.get(MODEL_CHOICE)
+    if current not in names:
+        current = active if active in names else names[0]
+        st.session_state[MODEL_CHOICE] = current
+    name = st.selectbox(
+        "Model",
+        names,
+        key=MODEL_CHOICE,
+        format_func=lambda n: f"{n} (active)" if n == active else n,
+        help="The network that reads your drawing. The active model is the one chosen on the "
+        "Train page; picking another here only affects this page.",
+    )
+    info = infos[names.index(name)]
+    try:
+        stat = info.path.stat()
+        net, meta = _load(str(info.path), stat.st_mtime_ns, stat.st_size)
+    except (OSError, ScratchnetError) as err:
+        common.show_error(err)
+        return None
+    acc = (meta.get("metrics") or {}).get("test_accuracy") or (meta.get("metrics") or {}).get("val_accuracy")
+    shape = "-".join(str(s) for s in net.sizes)
+    st.caption(
+        f"{shape} network, {(meta.get('dataset') or {}).get('name', '?')} data"
+        + (f", {acc:.1%} on held-out digits" if isinstance(acc, (int, float)) and math.isfinite(acc) else "")
+    )
+    return name, net, meta
+
+
+def quick_model_offer() -> None:
+    """No model yet: one button trains the fast preset briefly on what data there is."""
+    st.info(
+        "There is no trained model yet. Train one properly on the **Train** page, or get a "
+        "quick one right here in a few seconds and start drawing."
+    )
+    if st.button("⚡ Train a quick model now", type="primary", key="draw_quick_train"):
+        bar = st.progress(0.0, text="Loading digits…")
+        try:
+            info = train_quick_model(lambda frac, text: bar.progress(frac, text=text))
+        except ScratchnetError as err:
+            common.show_error(err)
+            return
+        st.session_state[MODEL_CHOICE] = info.name
+        st.rerun()
+    common.page_link("Train", "Open the Train page", icon="🏋️")
+
+
+def train_quick_model(report=None):
+    """Fit ``PRESETS["fast"]`` for at most ``QUICK_STEPS`` steps, save it and make it active."""
+    from scratchnet.training import PRESETS, Progress, build_network, train
+
+    ds = common.get_dataset("mnist")  # full MNIST if already downloaded, else the bundled sample
+    n = len(ds.X_train)
+    base = PRESETS["fast"]
+    steps = min(base.total_steps(n), QUICK_STEPS)
+    config = base.replace(epochs=None, iterations=steps, eval_every=max(1, min(50, steps // 4)))
+    net = build_network(config)
+    history: list[Progress] = []
+    for p in train(net, ds.X_train, ds.y_train, config, ds.X_val, ds.y_val):
+        history.append(p)
+        if report is not None:
+            val = f", {p.val_accuracy:.1%} on held-out digits" if p.val_accuracy is not None else ""
+            report(min(1.0, p.step / p.total_steps), f"Training: step {p.step:,} of {p.total_steps:,}{val}")
+    last = history[-1]
+    test_acc = net.accuracy(ds.X_test, ds.y_test) if ds.X_test is not None else None
+    metadata = {
+        "preset": "fast",
+        "config": config.to_dict(),
+        "dataset": {
+            "name": ds.name,
+            "n_train": int(n),
+            "n_val": int(len(ds.X_val)),
+            "n_test": int(len(ds.X_test)) if ds.X_test is not None else 0,
+        },
+        "metrics": {
+            "val_accuracy": last.val_accuracy,
+            "test_accuracy": test_acc,
+            "train_seconds": last.seconds,
+            "steps": last.step,
+            "epochs": last.epoch,
+        },
+        "history": [
+            {k: getattr(p, k) for k in ("step", "epoch", "loss", "train_accuracy", "val_accuracy", "seconds")}
+            for p in history
+        ],
+        "notes": list(ds.notes),
+    }
+    info = common.get_store().save(net, metadata, name="quick-draw")
+    common.set_active_model(info.name)
+    return info
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def canvas_input():
+    """The drawing canvas -> its RGBA array, or None before the first stroke."""
+    from streamlit_drawable_canvas import st_canvas
+
+    stroke = st.slider(
+        "Pen width", 6, 40, DEFAULT_STROKE, step=2, key="draw_stroke",
+        help="Any width works: the picture is normalised to MNIST's stroke width anyway.",
+    )
+    result = st_canvas(
+        fill_color="#FFFFFF",
+        stroke_width=stroke,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        update_streamlit=True,
+        height=CANVAS_SIZE,
+        width=CANVAS_SIZE,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key=canvas_key(),
+    )
+    st.button("🧹 Clear", on_click=clear_canvas, key="draw_clear",
+              help="Start again with an empty canvas (the toolbar above has undo and redo).")
+    try:
+        return result.image_data
+    except Exception as err:  # a malformed payload must not break the page
+        common.show_error(err)
+        return None
+
+
+def upload_input():
+    """A photo, scan or paint-program file -> PIL image, or None."""
+    from scratchnet.imaging import load_image
+
+    up = st.file_uploader(
+        "A picture of one digit",
+        type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"],
+        key="draw_upload",
+        help="Dark ink on light paper or light on dark, any size: it is cropped, scaled and "
+        "centred like MNIST.",
+    )
+    if up is None:
+        return None
+    try:
+        image = load_image(up.getvalue())
+    except ScratchnetError as err:
+        common.show_error(err)
+        return None
+    shown = image.copy()
+    shown.thumbnail((2 * CANVAS_SIZE, 2 * CANVAS_SIZE))  # a 12 MP photo need not travel back
+    st.image(shown.convert("RGB"), caption="Your picture", width=CANVAS_SIZE)
+    return image
+
+
+# --------------------------------------------------------------------------- result
+
+
+def probability_chart(probs: np.ndarray) -> None:
+    """Ten bars on a fixed 0-1 scale, the winner highlighted; a fixed spec keeps it cheap."""
+    data = pd.DataFrame({"digit": [str(d) for d in range(10)], "probability": probs.astype(float)})
+    best = str(int(np.argmax(probs)))
+    st.vega_lite_chart(
+        data,
+        {
+            "height": 200,
+            "mark": {"type": "bar", "tooltip": True},
+            "encoding": {
+                "x": {"field": "digit", "type": "ordinal", "axis": {"labelAngle": 0}, "title": "digit"},
+                "y": {
+                    "field": "probability", "type": "quantitative",
+                    "scale": {"domain": [0, 1]}, "axis": {"format": "%"}, "title": "probability",
+                },
+                "color": {
+                    "condition": {"test": f"datum.digit === '{best}'", "value": "#e4572e"},
+                    "value": "#8da0cb",
+                },
+            },
+        },
+        width="stretch",
+    )
+
+
+def show_reading(net, image, *, empty_hint: str):
+    """Preprocess + predict ``image``, show what the network saw and thinks -> Reading or None."""
+    if image is None:
+        st.info(empty_hint, icon="✏️")
+        return None
+    try:
+        reading = feedback.read_digit(net, image)
+    except EmptyImageError as err:
+        st.info(f"{err} {empty_hint}", icon="✏️")
+        return None
+    except ScratchnetError as err:
+        common.show_error(err)
+        return None
+    c1, c2 = st.columns([1, 1])
+    with c1:
+        st.image(feedback.enlarge(reading.image, PREVIEW_SIZE), caption="What the network sees (28×28)")
+    with c2:
+        st.metric("Prediction", str(reading.digit), help="The digit with the highest probability.")
+        st.caption(f"{reading.confidence:.0%} sure")
+    probability_chart(reading.probabilities)
+    return reading
+
+
+def _fingerprint(reading) -> str:
+    return hashlib.sha1(feedback.to_uint8(reading.image).tobytes()).hexdigest()[:16]
+
+
+def was_this_right(reading, model_name: str, source: str) -> None:
+    """Ask for the true digit and keep the labelled 28x28 input (once per drawing)."""
+    store = feedback.FeedbackStore()
+    fp = _fingerprint(reading)
+    saved = st.session_state.setdefault(SAVED, {})
+    st.markdown("**Was this right?**")
+    if fp in saved:
+        st.success(f"Saved as a {saved[fp]}. Thank you! Draw another one.", icon="✅")
+        return
+
+    def keep(label):
+        try:
+            store.add(reading.image, label, predicted=reading.digit, model=model_name)
+        except ScratchnetError as err:
+            st.session_state[f"draw_save_error_{source}"] = str(err)
+            return
+        st.session_state[SAVED][fp] = int(label)
+
+    c1, c2 = st.columns([1, 1])
+    with c1:
+        st.button(f"👍 Yes, it is a {reading.digit}", key=f"draw_yes_{source}",
+                  on_click=keep, args=(reading.digit,))
+    with c2:
+        others = [d for d in range(10) if d != reading.digit]
+        st.selectbox(
+            "👎 No, it is a…", others, index=None, placeholder="pick the right digit",
+            key=f"draw_no_{source}_{fp}",
+            on_change=lambda: keep(st.session_state[f"draw_no_{source}_{fp}"]),
+        )
+    err = st.session_state.pop(f"draw_save_error_{source}", None)
+    if err:
+        st.error(err, icon="⚠️")
+
+
+def drawings_summary(model_name: str | None) -> None:
+    """The running accuracy on labelled drawings and the CSV export."""
+    store = feedback.FeedbackStore()
+    try:
+        drawings = store.list()
+    except OSError as err:
+        st.warning(f"Cannot read the saved drawings: {err}")
+        return
+    rated = [d for d in drawings if d.predicted is not None]
+    mine = [d for d in rated if d.model == model_name]
+    c1, c2 = st.columns([1, 1])
+    with c1:
+        if mine:
+            right = sum(d.correct for d in mine)
+            st.metric(
+                "Accuracy on your drawings", f"{right / len(mine):.0%}",
+                help=f"Drawings labelled with “Was this right?” while {model_name} was reading them.",
+            )
+            st.caption(f"{right} of {len(mine)} right with {model_name}.")
+        else:
+            st.metric("Accuracy on your drawings", "–",
+                      help="Label a few drawings with “Was this right?” to see this.")
+        if rated and len(rated) != len(mine):
+            right = sum(d.correct for d in rated)
+            st.caption(f"All models: {right} of {len(rated)} right.")
+    with c2:
+        st.caption(
+            f"{len(drawings):,} labelled drawing{'s' if len(drawings) != 1 else ''} kept in "
+            f"`{Path(store.directory).name}/`; the Train page can add them to the training data."
+        )
+        st.download_button(
+            "⬇️ Download drawings as CSV",
+            data=store.to_csv,  # built only when clicked
+            file_name="my_drawings.csv",
+            mime="text/csv",
+            disabled=not drawings,
+            on_click="ignore",
+            key="draw_download",
+            help="The notebook's format: label, then 784 pixels 0-255 (white digit on black).",
+        )

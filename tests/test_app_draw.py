@@ -1,0 +1,184 @@
+"""The Draw page through Streamlit's AppTest: drawings injected into the canvas's widget state.
+
+streamlit-drawable-canvas 0.13 is a components-v2 widget whose state is
+``{"drawing": {"raw": fabric JSON, "data": PNG data URL}, "backgroundFit": ...}``; the page reads
+``image_data``, which decodes ``drawing.data``. Setting that state is exactly what the browser
+does when a stroke ends.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from streamlit.testing.v1 import AppTest
+
+from scratchnet import feedback
+from scratchnet.store import ModelStore
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "2_Draw.py")
+
+
+def draw_digit(digit: str, size: int = 280) -> Image.Image:
+    """A digit as a user draws it on the canvas: thick white strokes on black, RGBA."""
+    im = Image.new("RGBA", (size, size), (0, 0, 0, 255))
+    d = ImageDraw.Draw(im)
+    s = size / 280
+    pts = {
+        "1": [(150, 40), (140, 240)],
+        "7": [(70, 55), (205, 55), (125, 245)],
+    }.get(digit)
+    if pts is None:  # "dot": a click without moving, a round blob of the pen's width
+        d.ellipse([(129 * s, 129 * s), (151 * s, 151 * s)], fill=(255, 255, 255, 255))
+        return im
+    d.line([(x * s, y * s) for x, y in pts], fill=(255, 255, 255, 255), width=int(22 * s), joint="curve")
+    return im
+
+
+def data_url(im: Image.Image) -> str:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def canvas_state(im: Image.Image) -> dict:
+    return {"drawing": {"raw": {"objects": []}, "data": data_url(im)}, "backgroundFit": None}
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str):
+    found = [m for m in at.metric if m.label == label]
+    return found[0].value if found else None
+
+
+def infos(at: AppTest) -> str:
+    return " ".join(i.value for i in at.info)
+
+
+def draw_on(at: AppTest, im: Image.Image) -> None:
+    gen = at.session_state["draw_canvas_gen"] if "draw_canvas_gen" in at.session_state else 0
+    at.session_state[f"draw_canvas_{gen}"] = canvas_state(im)
+    at.run()
+    assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize("digit", ["1", "7"])
+def test_a_clearly_drawn_digit_is_read(trained_model_store, digit):
+    at = open_page()
+    draw_on(at, draw_digit(digit))
+    assert metric(at, "Prediction") == digit
+    assert at.get("image"), "the 28x28 preview is missing"
+    assert at.get("vega_lite_chart"), "the probability chart is missing"
+
+
+def test_empty_canvas_shows_a_hint_not_a_prediction(trained_model_store):
+    at = open_page()
+    assert metric(at, "Prediction") is None
+    assert "Draw a digit on the canvas" in infos(at)
+    blank = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    draw_on(at, blank)
+    assert metric(at, "Prediction") is None
+    assert "Draw a digit on the canvas" in infos(at)
+    draw_on(at, draw_digit("dot"))  # an accidental click is not a digit either
+    assert metric(at, "Prediction") is None
+
+
+def test_clear_button_gives_a_fresh_canvas(trained_model_store):
+    at = open_page()
+    draw_on(at, draw_digit("1"))
+    assert metric(at, "Prediction") == "1"
+    at.button(key="draw_clear").click().run()
+    assert metric(at, "Prediction") is None
+    assert "Draw a digit on the canvas" in infos(at)
+
+
+def test_upload_a_picture_black_on_white(trained_model_store):
+    at = open_page()
+    # a "scan": dark ink on light paper, another size, as JPEG
+    im = draw_digit("7", size=500).convert("L")
+    im = Image.eval(im, lambda v: 255 - v * 200 // 255)
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, format="JPEG", quality=90)
+    at.file_uploader(key="draw_upload").set_value(("seven.jpg", buf.getvalue(), "image/jpeg")).run()
+    assert not at.exception, at.exception
+    assert metric(at, "Prediction") == "7"
+    assert not at.error
+
+
+def test_upload_of_a_broken_file_is_a_clear_error(trained_model_store):
+    at = open_page()
+    at.file_uploader(key="draw_upload").set_value(("digit.png", b"this is not a picture", "image/png")).run()
+    assert not at.exception, at.exception
+    assert at.error and "not an image" in at.error[0].value
+    assert metric(at, "Prediction") is None
+
+
+def test_was_this_right_keeps_labelled_drawings(trained_model_store, env_dirs):
+    at = open_page()
+    assert metric(at, "Accuracy on your drawings") == "–"
+    draw_on(at, draw_digit("1"))
+    assert metric(at, "Prediction") == "1"
+    at.button(key="draw_yes_canvas").click().run()
+    assert not at.exception, at.exception
+    assert any("Saved as a 1" in s.value for s in at.success)
+    store = feedback.FeedbackStore(env_dirs.data_dir / "drawings")
+    (d,) = store.list()
+    assert (d.label, d.predicted, d.model) == (1, 1, "test-model")
+    assert metric(at, "Accuracy on your drawings") == "100%"
+
+    # the next drawing was misread (we say it): "No, it is a 4"
+    at.button(key="draw_clear").click().run()
+    draw_on(at, draw_digit("7"))
+    no = [s for s in at.selectbox if str(s.key).startswith("draw_no_canvas_")][0]
+    no.set_value(4).run()
+    assert not at.exception, at.exception
+    rows = store.list()
+    assert [r.label for r in rows] == [1, 4] and rows[1].predicted == 7
+    assert metric(at, "Accuracy on your drawings") == "50%"
+    X, y = feedback.load_as_arrays(env_dirs.data_dir / "drawings")
+    assert X.shape == (2, 784) and y.tolist() == [1, 4]
+    # what was kept is what the network saw
+    np.testing.assert_array_equal(X[1], feedback.to_uint8(feedback.to_input(np.asarray(draw_digit("7")))).ravel())
+    dl = at.get("download_button")
+    assert dl and not dl[0].proto.disabled
+
+
+def test_model_choice_defaults_to_the_active_model(trained_model_store):
+    net, meta = trained_model_store.load("test-model")
+    trained_model_store.save(net, meta, name="other")  # newer, but not active
+    at = open_page()
+    box = at.selectbox(key="draw_model")
+    assert box.value == "test-model"
+    assert set(box.options) >= {"test-model (active)", "other"}
+    box.set_value("other").run()
+    assert not at.exception
+    assert trained_model_store.active_name() == "test-model"  # a per-page choice only
+
+
+def test_no_model_offers_one_click_training(env_dirs, monkeypatch):
+    from scratchnet.ui import draw
+
+    monkeypatch.setattr(draw, "QUICK_STEPS", 20)  # the page trains a few seconds; the test less
+    at = open_page()
+    assert metric(at, "Prediction") is None
+    assert "no trained model yet" in infos(at)
+    at.button(key="draw_quick_train").click().run()
+    assert not at.exception, at.exception
+    store = ModelStore(env_dirs.models_dir)
+    assert store.active_name() == "quick-draw"
+    net, meta = store.load("quick-draw")
+    assert meta["dataset"]["name"] == "sample" and meta["config"]["augment"] is True
+    assert meta["metrics"]["steps"] == 20
+    assert at.selectbox(key="draw_model").value == "quick-draw"  # ready to draw at once
+    draw_on(at, draw_digit("1"))
+    assert metric(at, "Prediction") is not None
