@@ -1,0 +1,648 @@
+"""The Inspect page: look inside the active model.
+
+All numbers come from :mod:`scratchnet.inspect`; this module only picks the data, caches the
+expensive part per model and renders. The cache key is (model name, file mtime and size, data
+set), so re-opening the page or switching back to a model already looked at skips the sweep over
+the test set and the drawing of the weights; only the cheap per-input parts run again.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from scratchnet import inspect as ins
+from scratchnet.errors import ScratchnetError
+from scratchnet.network import Network
+from scratchnet.ui import common
+
+GALLERY_SCALE = 3  # screen pixels per MNIST pixel in galleries
+SOURCE_KEY = "inspect_source"
+INDEX_KEY = "inspect_index"
+DRAW_LABEL_KEY = "inspect_drawing_label"
+CM_TRUE_KEY = "inspect_cm_true"
+CM_PRED_KEY = "inspect_cm_pred"
+CM_CLICK_KEY = "_inspect_cm_last_click"
+LAST_DRAWING_KEY = "last_drawing"  # written by the Draw page
+ANY = "any"
+
+
+# --------------------------------------------------------------------------- data and caching
+
+
+@dataclass
+class EvalData:
+    kind: str  # "mnist" | "sample"
+    split: str  # "test" | "validation"
+    X: np.ndarray
+    y: np.ndarray
+    label: str  # for humans: "MNIST test set (10,000 digits)"
+    notes: list[str]
+
+
+def _eval_choices(meta: dict) -> list[str]:
+    """Data sets to evaluate on, the model's own first (MNIST only if it is on disk)."""
+    trained_on = str((meta.get("dataset") or {}).get("name", ""))
+    choices = ["sample"]
+    if common.mnist_available():
+        choices = ["mnist", "sample"] if trained_on != "sample" else ["sample", "mnist"]
+    return choices
+
+
+def _eval_data(kind: str, meta: dict) -> EvalData:
+    trained_on = str((meta.get("dataset") or {}).get("name", "unknown"))
+    ds = common.get_dataset(kind)
+    notes = list(getattr(ds, "notes", []) or [])
+    if ds.X_test is not None and len(ds.X_test):
+        X, y, split = ds.X_test, ds.y_test, "test"
+        label = f"{_ds_title(ds.name)} test set ({len(y):,} digits)"
+    else:
+        X, y, split = ds.X_val, ds.y_val, "validation"
+        label = f"{_ds_title(ds.name)} validation split ({len(y):,} digits, no test set)"
+        if trained_on == "mnist":
+            notes.append(
+                "These digits come from MNIST's training set, which this model was trained on, "
+                "so the accuracy below is optimistic."
+            )
+    if trained_on.startswith("csv:"):
+        notes.append(
+            f"The model was trained on an uploaded file ({trained_on[4:]}), which is not kept; "
+            f"it is evaluated on the {label} instead."
+        )
+    return EvalData(ds.name, split, X, y, label, notes)
+
+
+def _ds_title(name: str) -> str:
+    return {"mnist": "MNIST", "sample": "Bundled sample"}.get(name, name)
+
+
+@dataclass
+class CachedAnalysis:
+    analysis: ins.Analysis
+    weights_png: bytes | None  # the weight grid, encoded once
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+@st.cache_resource(show_spinner="Evaluating the model on every digit…", max_entries=8)
+def _analysis(model_key: tuple, data_key: tuple, _net: Network, _X, _y, split: str) -> CachedAnalysis:
+    a = ins.analyse(_net, _X, _y, split)
+    return CachedAnalysis(a, _png(a.weights.image) if a.weights is not None else None)
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _vec(v, k: int = 6, fmt: str = "{:+.3f}") -> str:
+    """The first ``k`` entries of a vector as text, with an ellipsis if there are more."""
+    v = np.asarray(v).ravel()
+    head = ", ".join(fmt.format(float(x)) for x in v[:k])
+    return f"[{head}{', …' if v.size > k else ''}]"
+
+
+def _digits(X: np.ndarray, idx) -> list[np.ndarray]:
+    imgs = X[np.asarray(idx, dtype=np.int64)].reshape(-1, 28, 28)
+    return list(ins.upscale_stack(ins.ink_rgb(imgs), GALLERY_SCALE))
+
+
+def _gallery(X, idx, captions, empty: str) -> None:
+    if len(idx) == 0:
+        st.caption(empty)
+        return
+    st.image(_digits(X, idx), caption=captions, width=28 * GALLERY_SCALE)
+
+
+def _caption(ev: ins.Evaluation, i: int) -> str:
+    return f"#{i}: {ev.y_true[i]} → {ev.y_pred[i]} ({ev.confidence[i]:.0%})"
+
+
+def _pct(x: float) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.2%}"
+
+
+# --------------------------------------------------------------------------- page
+
+
+def no_model() -> None:
+    st.info(
+        "There is no trained model yet. Train one on the **Train** page (the *fast* preset takes "
+        "about a minute), then come back to see inside it.",
+        icon="🧠",
+    )
+    common.page_link("Train", label="Train a model", icon="🏋️")
+
+
+MODEL_KEY = "inspect_model"
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load(path: str, mtime_ns: int, size: int):
+    from scratchnet.store import load_model
+
+    return load_model(path)
+
+
+def choose_model():
+    """Sidebar model picker, the active model by default -> ``(name, net, meta, key)`` or None.
+
+    The choice is per session (like the Draw page's): looking at another model here does not
+    change what other pages or visitors use. ``key`` identifies the file version for caching.
+    """
+    store = common.get_store()
+    infos = store.list()
+    if not infos:
+        return None
+    names = [i.name for i in infos]
+    resolved = store.resolve_active()
+    active = resolved.name if resolved is not None else names[0]
+    if st.session_state.get(MODEL_KEY) not in names:
+        st.session_state[MODEL_KEY] = active
+    name = st.sidebar.selectbox(
+        "Model", names, key=MODEL_KEY,
+        format_func=lambda n: f"{n} (active)" if n == active else n,
+        help="The model to look inside. Each model's evaluation is computed once and then cached, "
+        "so switching back and forth is instant. Only affects this page.",
+    )
+    info = infos[names.index(name)]
+    stat = info.path.stat()
+    net, meta = _load(str(info.path), stat.st_mtime_ns, stat.st_size)
+    return name, net, meta, (name, stat.st_mtime_ns, stat.st_size)
+
+
+def render() -> None:
+    common.setup_page("Inspect")
+    st.title("🔬 Inspect")
+    try:
+        chosen = choose_model()
+    except (OSError, ScratchnetError) as err:
+        common.show_error(err if isinstance(err, ScratchnetError) else ScratchnetError(
+            f"The model file could not be read ({err})."))
+        return
+    if chosen is None:
+        no_model()
+        return
+    try:
+        _render_model(*chosen)
+    except ScratchnetError as err:
+        common.show_error(err)
+
+
+def _render_model(name: str, net: Network, meta: dict, model_key: tuple) -> None:
+    metrics = meta.get("metrics") or {}
+    shape = " → ".join(map(str, net.sizes))
+    st.caption(
+        f"Model **{name}**: {shape} ({net.activation}, {net.n_params:,} parameters), trained on "
+        f"{(meta.get('dataset') or {}).get('name', 'unknown data')}."
+    )
+
+    choices = _eval_choices(meta)
+    kind = st.sidebar.selectbox(
+        "Evaluate on", choices, key="inspect_eval_kind",
+        format_func=lambda k: {"mnist": "MNIST test set", "sample": "Bundled sample"}[k],
+    ) if len(choices) > 1 else choices[0]
+    data = _eval_data(kind, meta)
+    cached = _analysis(model_key, (data.kind, data.split, len(data.y)), net, data.X, data.y,
+                       data.split)
+    a = cached.analysis
+    ev = a.evaluation
+    x, label, source = _pick_input(data, ev, net)
+
+    tabs = st.tabs(
+        ["📊 Evaluation", "❌ Mistakes", "🧱 Weights", "🔦 Activations", "📐 How it works",
+         "📈 Training"]
+    )
+    with tabs[0]:
+        _evaluation_tab(data, ev)
+    with tabs[1]:
+        _mistakes_tab(data, ev)
+    with tabs[2]:
+        _weights_tab(net, a, cached.weights_png)
+    with tabs[3]:
+        _activations_tab(net, x, label, source, a)
+    with tabs[4]:
+        _how_it_works_tab(net, meta, x, label, source)
+    with tabs[5]:
+        _training_tab(meta)
+    st.sidebar.caption(f"Evaluation computed in {a.seconds:.2f} s (cached for this model).")
+
+
+# --------------------------------------------------------------------------- the chosen input
+
+
+def _last_drawing():
+    d = st.session_state.get(LAST_DRAWING_KEY)
+    if d is None:
+        return None
+    d = np.asarray(d, dtype=np.float32)
+    return d.reshape(784) if d.size == 784 else None
+
+
+def _pick_input(data: EvalData, ev: ins.Evaluation, net: Network):
+    """Sidebar: which input the Activations and How-it-works tabs follow."""
+    sb = st.sidebar
+    sb.subheader("Follow one input")
+    drawing = _last_drawing()
+    options = ["digit"] + (["drawing"] if drawing is not None else [])
+    source = sb.radio(
+        "Input",
+        options,
+        key=SOURCE_KEY,
+        format_func=lambda o: {"digit": f"A digit from the {ev.split} set",
+                               "drawing": "My last drawing (Draw page)"}[o],
+        help=None if drawing is not None else "Draw a digit on the Draw page to follow it here.",
+    )
+    if source == "drawing" and drawing is not None:
+        digest = hash(drawing.tobytes())
+        if st.session_state.get("_inspect_drawing_hash") != digest:
+            # A new drawing: start from the model's own reading of it.
+            st.session_state["_inspect_drawing_hash"] = digest
+            st.session_state[DRAW_LABEL_KEY] = int(net.predict(drawing)[0])
+        label = sb.selectbox(
+            "What digit did you draw?", list(range(10)), key=DRAW_LABEL_KEY,
+            help="The backward pass needs the true label.",
+        )
+        return drawing, int(label), "your last drawing"
+
+    n = len(ev.y_true)
+    if st.session_state.get(INDEX_KEY, 0) >= n:
+        st.session_state[INDEX_KEY] = 0
+    mistakes = ev.mistakes()
+
+    def _random_mistake():
+        if len(mistakes):
+            st.session_state[INDEX_KEY] = int(np.random.default_rng().choice(mistakes))
+
+    i = int(sb.number_input(f"Digit # (0–{n - 1:,})", 0, n - 1, key=INDEX_KEY, step=1))
+    sb.button("🎲 A random mistake", on_click=_random_mistake, disabled=not len(mistakes))
+    return data.X[i], int(ev.y_true[i]), f"{ev.split} digit #{i}"
+
+
+# --------------------------------------------------------------------------- tabs
+
+
+def _evaluation_tab(data: EvalData, ev: ins.Evaluation) -> None:
+    for note in data.notes:
+        st.caption(f"ℹ️ {note}")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Accuracy", _pct(ev.accuracy))
+    c2.metric("Mistakes", f"{ev.n_wrong:,} of {ev.n:,}")
+    per = ev.per_class
+    worst = int(np.nanargmin(per)) if np.isfinite(per).any() else None
+    c3.metric("Hardest digit", "–" if worst is None else f"{worst} ({_pct(per[worst])})")
+    st.caption(f"Measured on the {data.label}.")
+
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Confusion matrix**: rows are the true digit, columns what the model said. "
+                    "Off-diagonal cells are mistakes; click one to see its digits.")
+        _confusion_chart(ev)
+    with right:
+        st.markdown("**Accuracy per digit**")
+        df = pd.DataFrame({"digit": np.arange(len(per)), "accuracy": per,
+                           "count": ev.confusion.sum(axis=1)})
+        st.vega_lite_chart(df, {
+            "mark": {"type": "bar"},
+            "encoding": {
+                "y": {"field": "digit", "type": "ordinal"},
+                "x": {"field": "accuracy", "type": "quantitative",
+                      "scale": {"domain": [max(0.0, float(np.nanmin(per)) - 0.05) if worst is not None else 0, 1]},
+                      "axis": {"format": "%"}},
+                "tooltip": [{"field": "digit"}, {"field": "accuracy", "format": ".2%"},
+                            {"field": "count"}],
+            },
+            "height": 300,
+        }, width="stretch")
+    confused = ev.worst_confusions(3)
+    if confused:
+        st.caption("Most frequent confusions: " + "; ".join(
+            f"{t} read as {p} ({c}×)" for t, p, c in confused))
+
+    st.markdown("**The digits behind a cell**")
+    if CM_TRUE_KEY not in st.session_state and confused:
+        st.session_state[CM_TRUE_KEY], st.session_state[CM_PRED_KEY] = confused[0][:2]
+    c1, c2, _ = st.columns([1, 1, 3])
+    t = c1.selectbox("True digit", list(range(10)), key=CM_TRUE_KEY)
+    p = c2.selectbox("Predicted", list(range(10)), key=CM_PRED_KEY)
+    idx = ev.cell(t, p)
+    st.caption(f"{len(idx):,} digits labelled {t} were read as {p}"
+               + (" (correct)" if t == p else "") + (f"; the first 40, most confident first." if len(idx) > 40 else "."))
+    idx = idx[:40]
+    _gallery(data.X, idx, [_caption(ev, int(i)) for i in idx], "No digits in this cell.")
+
+
+def _confusion_chart(ev: ins.Evaluation) -> None:
+    k = ev.confusion.shape[0]
+    t, p = np.divmod(np.arange(k * k), k)
+    counts = ev.confusion.ravel()
+    rows = ev.confusion.sum(axis=1)[t]
+    df = pd.DataFrame({
+        "actual": t, "predicted": p, "count": counts,
+        "share": np.where(rows > 0, counts / np.maximum(rows, 1), 0.0),
+        "mistakes": np.where(t != p, counts, np.nan),
+    })
+    spec = {
+        "height": 360,
+        "layer": [
+            {
+                "params": [{"name": "cell", "select": {"type": "point", "fields": ["actual", "predicted"]}}],
+                "mark": {"type": "rect", "stroke": "white", "strokeWidth": 1, "cursor": "pointer"},
+                "encoding": {
+                    "x": {"field": "predicted", "type": "ordinal", "title": "predicted", "axis": {"labelAngle": 0, "orient": "top"}},
+                    "y": {"field": "actual", "type": "ordinal", "title": "true digit"},
+                    "color": {
+                        "condition": {"test": "datum.actual == datum.predicted", "value": "#c7e9c0"},
+                        "field": "mistakes", "type": "quantitative", "title": "mistakes",
+                        "scale": {"scheme": "orangered", "type": "sqrt"},
+                    },
+                    "opacity": {"condition": {"param": "cell", "value": 1, "empty": True}, "value": 0.35},
+                    "tooltip": [
+                        {"field": "actual", "title": "true"}, {"field": "predicted"},
+                        {"field": "count"}, {"field": "share", "format": ".1%", "title": "share of row"},
+                    ],
+                },
+            },
+            {
+                "mark": {"type": "text", "fontSize": 11},
+                "encoding": {
+                    "x": {"field": "predicted", "type": "ordinal"},
+                    "y": {"field": "actual", "type": "ordinal"},
+                    "text": {"field": "count", "type": "quantitative"},
+                    "color": {"value": "#222"},
+                },
+            },
+        ],
+    }
+    event = st.vega_lite_chart(df, spec, on_select="rerun", selection_mode="cell",
+                               key="inspect_cm", width="stretch")
+    try:
+        picked = (event.selection.get("cell") or []) if event is not None else []
+    except AttributeError:
+        picked = []
+    if picked:
+        cell = (int(picked[0]["actual"]), int(picked[0]["predicted"]))
+        if cell != st.session_state.get(CM_CLICK_KEY):
+            st.session_state[CM_CLICK_KEY] = cell
+            st.session_state[CM_TRUE_KEY], st.session_state[CM_PRED_KEY] = cell
+
+
+def _mistakes_tab(data: EvalData, ev: ins.Evaluation) -> None:
+    st.markdown("The digits the model gets **wrong, most confident first**: a confident mistake "
+                "is either a badly written digit, a wrong label, or something the model truly "
+                "misunderstands. Each caption reads *#index: true → predicted (confidence)*.")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    opts = [ANY] + list(range(10))
+    fmt = lambda o: "any" if o == ANY else str(o)  # noqa: E731
+    t = c1.selectbox("True digit", opts, format_func=fmt, key="inspect_mis_true")
+    p = c2.selectbox("Predicted digit", opts, format_func=fmt, key="inspect_mis_pred")
+    limit = c3.slider("Show at most", 10, 200, 40, step=10, key="inspect_mis_limit")
+    idx = ev.mistakes(true=None if t == ANY else t, pred=None if p == ANY else p)
+    st.caption(f"{len(idx):,} mistakes match.")
+    idx = idx[:limit]
+    _gallery(data.X, idx, [_caption(ev, int(i)) for i in idx], "No mistakes match these filters.")
+
+
+def _weights_tab(net: Network, a: ins.Analysis, png: bytes | None) -> None:
+    pic = a.weights
+    if pic is None:
+        st.info("The first layer is not fed by 28x28 pixels, so its weights cannot be drawn.")
+        return
+    n = len(pic.dead)
+    layer_word = "hidden unit" if len(net.weights) > 1 else "output class"
+    st.markdown(
+        f"Each tile is one {layer_word}'s **784 incoming weights** laid out on the 28x28 grid. "
+        "**Red** pixels push the unit's input *z* up when they have ink, **blue** ones push it "
+        f"down, white ones do not matter. All {n} tiles share one scale "
+        f"(full colour = |w| ≥ {pic.vmax:.3g}), so tiles can be compared."
+    )
+    if len(net.weights) > 1:
+        dead = a.activity[0]
+        st.markdown(
+            f"Units framed in **black** never fired (output {'> 0' if net.activation == 'relu' else 'never changed'}) "
+            f"on any of the {a.evaluation.n:,} digits: **{dead.n_dead} of {n}** in the first "
+            "layer are dead." if dead.n_dead else
+            f"Every unit fired on at least one of the {a.evaluation.n:,} digits: no dead units."
+        )
+    st.image(png, width=min(pic.image.shape[1], 1100))
+    if len(net.weights) > 1:
+        rows = []
+        for act in a.activity:
+            rows.append({
+                "layer": act.layer, "units": len(act.dead), "dead": act.n_dead,
+                "median share of digits a unit fires on": float(np.median(act.active_fraction)),
+            })
+        st.dataframe(pd.DataFrame(rows), hide_index=True,
+                     column_config={"median share of digits a unit fires on":
+                                    st.column_config.NumberColumn(format="percent")})
+        act = a.activity[0]
+        df = pd.DataFrame({"unit": np.arange(len(act.dead)), "fires on": act.active_fraction,
+                           "dead": np.where(act.dead, "dead", "alive")})
+        st.markdown("**How often each first-layer unit fires** (share of digits with output > 0)")
+        st.vega_lite_chart(df, {
+            "mark": {"type": "bar"},
+            "encoding": {
+                "x": {"field": "unit", "type": "ordinal", "axis": {"labels": len(df) <= 64, "ticks": False}},
+                "y": {"field": "fires on", "type": "quantitative", "axis": {"format": "%"}},
+                "color": {"field": "dead", "type": "nominal",
+                          "scale": {"domain": ["alive", "dead"], "range": ["#4c78a8", "#222222"]}},
+                "tooltip": [{"field": "unit"}, {"field": "fires on", "format": ".1%"}],
+            },
+            "height": 160,
+        }, width="stretch")
+
+
+def _input_picture(x: np.ndarray) -> np.ndarray:
+    return ins.upscale(ins.ink_rgb(x.reshape(28, 28)), 5)
+
+
+def _activations_tab(net: Network, x, label: int, source: str, a: ins.Analysis) -> None:
+    layers = ins.trace(net, x)
+    probs = layers[-1].a
+    pred = int(probs.argmax())
+    c1, c2 = st.columns([1, 3])
+    with c1:
+        st.image(_input_picture(x), caption=f"{source} (label {label})", width=140)
+    with c2:
+        st.markdown(f"The model says **{pred}** with {probs[pred]:.1%} "
+                    + ("✅" if pred == label else f"❌ (the label is {label})"))
+        df = pd.DataFrame({"digit": np.arange(len(probs)), "probability": probs})
+        st.vega_lite_chart(df, {
+            "mark": {"type": "bar"},
+            "encoding": {"x": {"field": "digit", "type": "ordinal", "axis": {"labelAngle": 0}},
+                         "y": {"field": "probability", "type": "quantitative",
+                               "scale": {"domain": [0, 1]}},
+                         "color": {"condition": {"test": f"datum.digit == {pred}", "value": "#e45756"},
+                                   "value": "#4c78a8"}},
+            "height": 150,
+        }, width="stretch")
+
+    st.markdown("**Each layer's activations** for this input (one bar per unit).")
+    for L in layers[:-1]:
+        alive = int((L.a > 0).sum()) if L.activation == "relu" else None
+        dead = a.activity[L.index - 1].dead if L.index - 1 < len(a.activity) else None
+        title = f"Layer {L.index} ({L.activation}, {len(L.a)} units)"
+        if alive is not None:
+            title += f": {alive} active"
+        st.caption(title)
+        df = pd.DataFrame({"unit": np.arange(len(L.a)), "activation": L.a,
+                           "dead": np.where(dead, "dead unit", "unit") if dead is not None else "unit"})
+        st.vega_lite_chart(df, {
+            "mark": {"type": "bar"},
+            "encoding": {"x": {"field": "unit", "type": "ordinal",
+                               "axis": {"labels": len(df) <= 32, "ticks": False}},
+                         "y": {"field": "activation", "type": "quantitative"},
+                         "tooltip": [{"field": "unit"}, {"field": "activation", "format": ".3f"},
+                                     {"field": "dead"}]},
+            "height": 110,
+        }, width="stretch")
+
+    st.markdown(f"**Why {pred}?** The score (logit) of class {pred} is a sum over the last hidden "
+                "layer: unit *j* adds its activation times its weight to that class.")
+    c = ins.contributions(net, x, pred)
+    support, oppose = c.top(5)
+    a_prev = layers[-2].a if len(layers) > 1 else np.asarray(x).ravel()
+    W = net.weights[-1]
+    unit_word = "unit" if len(layers) > 1 else "pixel"
+    rows = [{"": "for" if c.values[j] > 0 else "against", unit_word: int(j),
+             "activation a": float(a_prev[j]), f"weight to {pred}": float(W[j, pred]),
+             "a × w": float(c.values[j])} for j in list(support) + list(oppose)]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(f"All {len(c.values)} contributions add up to {c.values.sum():+.3f}; plus the bias "
+               f"{c.bias:+.3f} that is the logit {c.logit:+.3f}.")
+    if len(layers) == 2 and len(support) and net.sizes[0] == 784:
+        imgs = ins.weight_images(net.weights[0][:, support])
+        vmax = a.weights.vmax if a.weights is not None else None
+        st.image([ins.upscale(ins.diverging_rgb(im, vmax), 3) for im in imgs],
+                 caption=[f"unit {j}: {c.values[j]:+.2f}" for j in support], width=84)
+        st.caption("The first-layer weights of the strongest supporters: what each of them looks for.")
+    sal = ins.input_saliency(net, x, pred)
+    st.markdown(f"**Which pixels pushed towards {pred}** (ink × gradient of the {pred} score: red "
+                "raised it, blue lowered it).")
+    st.image(ins.upscale(ins.diverging_rgb(sal.reshape(28, 28)), 5), width=140)
+
+
+def _how_it_works_tab(net: Network, meta: dict, x, label: int, source: str) -> None:
+    cfg = meta.get("config") or {}
+    lr = float(cfg.get("lr") or 0.1)
+    w = ins.walkthrough(net, x, label, lr=lr)
+    L = len(w.layers)
+    st.markdown(
+        f"Follow **{source}** (true label **{label}**) through one forward and one backward pass "
+        "of this model. Each equation is the teaching notebook's, next to this model's actual "
+        "numbers. *Layout note:* the notebook stores one digit per **column** "
+        "(X is 784 × m, Z = W X + b); scratchnet stores one digit per **row** (X is n × 784, "
+        "Z = X W + b, W is fan-in × fan-out). It is the same maths transposed; rows let NumPy hand a "
+        "whole mini-batch to one matrix multiply. Pick another input in the sidebar."
+    )
+
+    st.subheader("1 · The input")
+    st.latex(r"A^{[0]} = x \in [0,1]^{784}")
+    c1, c2 = st.columns([1, 4])
+    c1.image(_input_picture(w.x), width=112)
+    c2.markdown(f"A 28×28 image flattened into a row of shape **(1, 784)**; "
+                f"{int((w.x > 0).sum())} pixels have ink, brightest = {w.x.max():.2f}.")
+
+    st.subheader("2 · Forward pass")
+    for T in w.layers:
+        l = T.index
+        st.markdown(f"**Layer {l}**: W{l} has shape {T.W_shape}, b{l} has shape {T.b_shape}.")
+        c1, c2 = st.columns(2)
+        c1.latex(rf"\text{{notebook: }} Z^{{[{l}]}} = W^{{[{l}]}} A^{{[{l-1}]}} + b^{{[{l}]}}")
+        c2.latex(rf"\text{{here: }} Z^{{[{l}]}} = A^{{[{l-1}]}} W^{{[{l}]}} + b^{{[{l}]}}"
+                 rf"\quad (1\times{T.W_shape[0]})(  {T.W_shape[0]}\times{T.W_shape[1]}) \to (1\times{T.W_shape[1]})")
+        st.markdown(f"z{l} = `{_vec(T.z)}`")
+        if T.activation == "relu":
+            st.latex(rf"A^{{[{l}]}} = \mathrm{{ReLU}}(Z^{{[{l}]}}) = \max(0, Z^{{[{l}]}})")
+            st.markdown(f"a{l} = `{_vec(T.a)}`: {int((T.a > 0).sum())} of {len(T.a)} units are "
+                        "active; the rest output exactly 0 and pass no gradient back.")
+        elif T.activation == "sigmoid":
+            st.latex(rf"A^{{[{l}]}} = \sigma(Z^{{[{l}]}}) = \frac{{1}}{{1 + e^{{-Z^{{[{l}]}}}}}}")
+            st.markdown(f"a{l} = `{_vec(T.a)}`")
+        elif T.activation == "tanh":
+            st.latex(rf"A^{{[{l}]}} = \tanh(Z^{{[{l}]}})")
+            st.markdown(f"a{l} = `{_vec(T.a)}`")
+        else:
+            st.latex(rf"A^{{[{l}]}}_k = \mathrm{{softmax}}(Z^{{[{l}]}})_k = "
+                     rf"\frac{{e^{{Z_k - \max_j Z_j}}}}{{\sum_i e^{{Z_i - \max_j Z_j}}}}")
+            m = float(T.z.max())
+            st.markdown(
+                "Subtracting the largest score first changes nothing mathematically but keeps "
+                f"`exp` from overflowing (max z = {m:.3f}).")
+            st.dataframe(pd.DataFrame({
+                "digit": np.arange(len(T.z)), "z": T.z, "z − max z": T.z - m,
+                "exp(z − max z)": np.exp(T.z - m), "softmax p": T.a,
+            }).set_index("digit").T, width="stretch")
+
+    st.subheader("3 · The loss")
+    st.latex(r"L = -\sum_k Y_k \log A^{[%d]}_k = -\log p_{\text{true}}" % L)
+    st.markdown(f"Y is the one-hot vector of the label {label}; p({label}) = {w.probs[label]:.4f}, "
+                f"so **L = {w.loss:.4f}**. The model predicts {w.prediction}.")
+
+    st.subheader("4 · Backward pass")
+    st.latex(rf"dZ^{{[{L}]}} = A^{{[{L}]}} - Y")
+    st.markdown(f"dZ{L} = `{_vec(w.dz_out, 10, '{:+.3f}')}`: the output's error, negative only at "
+                f"the true class {label}. Softmax and cross-entropy together make this simple.")
+    c1, c2 = st.columns(2)
+    c1.latex(r"\text{notebook: } dW^{[l]} = \tfrac{1}{m}\, dZ^{[l]} A^{[l-1]\top},\quad "
+             r"db^{[l]} = \tfrac{1}{m}\textstyle\sum dZ^{[l]}")
+    c2.latex(r"\text{here: } dW^{[l]} = \tfrac{1}{n}\, A^{[l-1]\top} dZ^{[l]},\quad "
+             r"db^{[l]} = \tfrac{1}{n}\textstyle\sum_{\text{rows}} dZ^{[l]}")
+    act_name = {"relu": r"\mathrm{ReLU}'(Z^{[l-1]}) = [Z^{[l-1]} > 0]",
+                "sigmoid": r"\sigma'(Z^{[l-1]}) = A^{[l-1]}(1 - A^{[l-1]})",
+                "tanh": r"\tanh'(Z^{[l-1]}) = 1 - (A^{[l-1]})^2"}.get(net.activation, "g'")
+    if L > 1:
+        st.latex(r"\text{chain rule: } dZ^{[l-1]} = \left(dZ^{[l]}\, W^{[l]\top}\right) \odot "
+                 + act_name)
+    st.markdown("The gradient of every parameter for this one digit (n = 1), from "
+                "`Network.backward`; its norm says how hard this digit pulls on that layer:")
+    st.dataframe(pd.DataFrame([{"gradient": nme, "shape": " × ".join(map(str, shp)), "norm": nrm}
+                               for nme, shp, nrm in w.grad_norms()]), hide_index=True)
+
+    st.subheader("5 · The update")
+    st.latex(r"\theta := \theta - \alpha \frac{\partial L}{\partial \theta}")
+    st.markdown(
+        f"One plain gradient-descent step on this digit alone with α = {w.lr:g} (this model's "
+        f"learning rate) would move the loss from **{w.loss:.4f}** to **{w.loss_after:.4f}**. "
+        "Training repeats this on batches of digits, thousands of times"
+        + (f" (this model used {cfg.get('optimizer')}, which scales each step adaptively)."
+           if cfg.get("optimizer") not in (None, "gd") else ".")
+    )
+
+
+def _training_tab(meta: dict) -> None:
+    df = ins.history_frame(meta)
+    m = meta.get("metrics") or {}
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Validation accuracy", _pct(m.get("val_accuracy")) if m.get("val_accuracy") is not None else "–")
+    c2.metric("Test accuracy", _pct(m.get("test_accuracy")) if m.get("test_accuracy") is not None else "–")
+    secs = m.get("train_seconds")
+    c3.metric("Training time", f"{secs:.1f} s" if isinstance(secs, (int, float)) else "–")
+    steps = m.get("steps")
+    c4.metric("Steps", f"{steps:,}" if isinstance(steps, int) else "–")
+    if df.empty:
+        st.info("This model's file holds no training history.")
+    else:
+        c1, c2 = st.columns(2)
+        with c1:
+            st.markdown("**Loss** (training batches)")
+            st.line_chart(df, x="step", y="loss", height=220)
+        with c2:
+            st.markdown("**Accuracy**")
+            cols = [c for c in ("train_accuracy", "val_accuracy") if df[c].notna().any()]
+            st.line_chart(df, x="step", y=cols, height=220)
+    rows = ins.config_rows(meta)
+    if rows:
+        st.markdown("**Configuration**")
+        st.dataframe(pd.DataFrame(rows, columns=["setting", "value"]), hide_index=True)
+    ds = meta.get("dataset") or {}
+    if ds:
+        st.caption("Data: " + ", ".join(f"{k} = {v}" for k, v in ds.items()))

@@ -1,0 +1,156 @@
+"""The Inspect page through Streamlit's AppTest, with a small model trained on the bundled sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from scratchnet import inspect as ins
+from scratchnet.datasets import load_sample
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Inspect.py")
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str):
+    found = [m for m in at.metric if m.label == label]
+    return found[0].value if found else None
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [lt.value for lt in at.latex]
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_sample()
+
+
+def test_no_model_points_to_train_page(env_dirs):
+    at = open_page()
+    assert not at.error
+    assert any("no trained model" in i.value.lower() for i in at.info)
+    assert [link.proto.page for link in at.page_link] == ["pages/1_Train.py"]
+    assert not at.tabs
+
+
+def test_page_shows_evaluation_of_the_active_model(trained_model_store, sample):
+    at = open_page()
+    assert not at.error
+    net, _ = trained_model_store.load("test-model")
+    ev = ins.evaluate(net, sample.X_val, sample.y_val, "validation")
+    # the page's numbers are the model's real numbers on the validation split (no test set)
+    assert metric(at, "Accuracy") == f"{ev.accuracy:.2%}"
+    assert metric(at, "Mistakes") == f"{ev.n_wrong:,} of {ev.n:,}"
+    assert "validation split" in texts(at)
+    labels = [t.label for t in at.tabs]
+    for word in ("Evaluation", "Mistakes", "Weights", "Activations", "How it works", "Training"):
+        assert any(word in lbl for lbl in labels), labels
+    # the default confusion cell is the most frequent confusion, with that many digits
+    t, p, count = ev.worst_confusions(1)[0]
+    assert at.selectbox(key="inspect_cm_true").value == t
+    assert at.selectbox(key="inspect_cm_pred").value == p
+    assert f"{count} digits labelled {t} were read as {p}" in texts(at)
+
+
+def test_choosing_a_cell_and_filtering_mistakes(trained_model_store, sample):
+    at = open_page()
+    net, _ = trained_model_store.load("test-model")
+    ev = ins.evaluate(net, sample.X_val, sample.y_val, "validation")
+    at.selectbox(key="inspect_cm_true").set_value(4)
+    at.selectbox(key="inspect_cm_pred").set_value(4).run()
+    assert not at.exception
+    n44 = int(ev.confusion[4, 4])
+    assert f"{n44} digits labelled 4 were read as 4 (correct)" in texts(at)
+
+    at.selectbox(key="inspect_mis_true").set_value(7).run()
+    assert f"{len(ev.mistakes(true=7)):,} mistakes match." in texts(at)
+    at.selectbox(key="inspect_mis_pred").set_value(1).run()
+    assert f"{len(ev.mistakes(true=7, pred=1)):,} mistakes match." in texts(at)
+
+
+def test_weights_tab_counts_dead_units(trained_model_store, sample):
+    at = open_page()
+    net, _ = trained_model_store.load("test-model")
+    dead = ins.dead_units(net, sample.X_val)[0]
+    t = texts(at)
+    if dead.any():
+        assert f"{int(dead.sum())} of {len(dead)}" in t
+    else:
+        assert "no dead units" in t
+
+
+def test_following_a_digit_through_forward_and_backward(trained_model_store, sample):
+    at = open_page()
+    net, meta = trained_model_store.load("test-model")
+    at.number_input(key="inspect_index").set_value(17).run()
+    assert not at.exception
+    x, label = sample.X_val[17], int(sample.y_val[17])
+    w = ins.walkthrough(net, x, label, lr=meta["config"]["lr"])
+    t = texts(at)
+    assert f"validation digit #17" in t
+    assert f"**L = {w.loss:.4f}**" in t
+    assert f"from **{w.loss:.4f}** to **{w.loss_after:.4f}**" in t
+    assert any(r"\theta := \theta - \alpha" in lt.value for lt in at.latex)
+    assert any("A^{[0]} W^{[1]}" in lt.value for lt in at.latex)  # our row layout, beside the notebook's
+    assert "batch" in t and "row" in t
+    # the gradient-norm table holds Network.backward's norms
+    frames = [df.value for df in at.dataframe]
+    grad_df = next(f for f in frames if "gradient" in f.columns)
+    assert grad_df["gradient"].tolist() == ["dW1", "db1", "dW2", "db2"]
+    np.testing.assert_allclose(grad_df["norm"], [n for _, _, n in w.grad_norms()], rtol=1e-5)
+
+
+def test_random_mistake_button_picks_a_mistake(trained_model_store, sample):
+    at = open_page()
+    net, _ = trained_model_store.load("test-model")
+    wrong = set(ins.evaluate(net, sample.X_val, sample.y_val).mistakes().tolist())
+    at.sidebar.button[0].click().run()
+    i = at.number_input(key="inspect_index").value
+    assert i in wrong
+
+
+def test_follows_the_last_drawing(trained_model_store, sample):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    drawing = sample.X_val[3].reshape(28, 28)
+    at.session_state["last_drawing"] = drawing
+    at.run()
+    assert not at.exception
+    at.radio(key="inspect_source").set_value("drawing").run()
+    net, _ = trained_model_store.load("test-model")
+    pred = int(net.predict(drawing)[0])
+    assert at.selectbox(key="inspect_drawing_label").value == pred  # starts from the model's reading
+    assert "your last drawing" in texts(at)
+
+
+def test_training_tab_shows_history_and_config(trained_model_store):
+    at = open_page()
+    _, meta = trained_model_store.load("test-model")
+    assert metric(at, "Steps") == f"{meta['metrics']['steps']:,}"
+    cfg = next(df.value for df in at.dataframe if "setting" in df.value.columns)
+    assert dict(zip(cfg["setting"], cfg["value"]))["hidden"] == "32"
+
+
+def test_switching_models_in_the_sidebar(trained_model_store, sample):
+    net, meta = trained_model_store.load("test-model")
+    other = net.copy()
+    other.weights[-1][:] = 0  # a model that always says the same thing: accuracy = that digit's share
+    other.biases[-1][:] = np.arange(10, dtype=np.float32)
+    trained_model_store.save(other, meta, name="constant-nine")
+    at = open_page()
+    assert at.selectbox(key="inspect_model").value == "test-model"  # the active one
+    at.selectbox(key="inspect_model").set_value("constant-nine").run()
+    assert not at.exception
+    assert metric(at, "Accuracy") == f"{(sample.y_val == 9).mean():.2%}"
+    assert trained_model_store.active_name() == "test-model"  # only this page's view changed
