@@ -27,17 +27,19 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository: app.py and pages/ 
 JOB_KEY = "scratchnet_train_job"
 
 
-def setup_page(title: str, icon: str = DEFAULT_ICON) -> None:
+def setup_page(title: str, icon: str = DEFAULT_ICON, *, training_badge: bool = True) -> None:
     """Configure the page and draw what every page shares (sidebar training status).
 
     Safe to call from every page: it only sets the page config and renders sidebar elements.
+    The Train page passes ``training_badge=False``: it shows the training in full itself.
     """
     st.set_page_config(
         page_title=f"{title} · {APP_NAME}" if title else APP_NAME,
         page_icon=icon,
         layout="wide",
     )
-    _sidebar_training_status()
+    if training_badge:
+        _sidebar_training_status()
 
 
 def page_path(name: str) -> str | None:
