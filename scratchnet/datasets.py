@@ -390,6 +390,7 @@ def _download(directory: Path, stems, *, mirrors, progress, timeout, checksums) 
         raise DataError(f"Cannot create {directory}: {exc.strerror or exc}.") from exc
     dead: set[str] = set()
     notes: list[str] = []
+    used: dict[str, int] = {}
     for stem in stems:
         if stem not in checksums:
             raise DataError(f"No checksum known for {stem}, so a download could not be verified.")
@@ -407,11 +408,13 @@ def _download(directory: Path, stems, *, mirrors, progress, timeout, checksums) 
                 continue
             if failures:
                 notes.append(f"{stem}: skipped " + "; ".join(failures))
-            notes.append(f"downloaded {stem}.gz from {mirror}")
+            used[mirror] = used.get(mirror, 0) + 1
             break
         else:
             tried = "; ".join(failures) if failures else "every mirror was unreachable"
             raise DataError(f"Could not download {stem}.gz from any mirror ({tried}).")
+    for mirror, count in used.items():
+        notes.append(f"downloaded {count} MNIST file{'s' if count > 1 else ''} from {mirror} into {directory}")
     return notes
 
 
@@ -558,7 +561,7 @@ def _is_number(cell: str) -> bool:
 
 
 def _peek(f) -> tuple[bytes, bool]:
-    """The first line (up to 64 KiB) and whether the stream is empty."""
+    """The first 64 KiB (for header and binary checks) and whether the stream is empty; rewinds."""
     start = f.tell()
     head = f.read(1 << 16)
     f.seek(start)
@@ -632,6 +635,8 @@ def _cell_problem(cell: str, value: float, column: int) -> str:
 _CSV_LOW = np.zeros(N_PIXELS + 1)
 _CSV_HIGH = np.concatenate([[9.0], np.full(N_PIXELS, 255.0)])
 _MAX_LINE = 1 << 16  # a valid row is under 10 KB even with decimals
+_CSV_BLOCK_ROWS = 10_000  # rows parsed per pandas call on the careful path
+_CSV_EXPLAIN_ROWS = 256  # a refused block is halved down to this size, then read as text
 
 
 def _parse_block(block, first_number: int, name: str) -> np.ndarray:
@@ -654,7 +659,7 @@ def _parse_block(block, first_number: int, name: str) -> np.ndarray:
             return values
     except (ValueError, TypeError, OverflowError):
         pass
-    if len(block) > 256:
+    if len(block) > _CSV_EXPLAIN_ROWS:
         mid = len(block) // 2
         return np.concatenate(
             [_parse_block(block[:mid], first_number, name), _parse_block(block[mid:], first_number + mid, name)]
@@ -711,7 +716,7 @@ def _read_csv_careful(f, name: str, header: bool, max_rows: int):
                 f"{N_PIXELS + 1}: a label and {N_PIXELS} pixels."
             )
         block.append((line_no, line))
-        if len(block) == 10_000:
+        if len(block) >= _CSV_BLOCK_ROWS:
             flush()
     if block:
         flush()

@@ -321,7 +321,7 @@ def serve():
 
     def start(bodies: dict[str, bytes], suffix=".gz") -> _Mirror:
         server = _Mirror({f"/mnist/{stem}{suffix}": body for stem, body in bodies.items()})
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return server
 
@@ -429,6 +429,19 @@ def test_server_down_without_fallback_raises_naming_mirror(tmp_path):
     assert url in str(info.value)
 
 
+def test_mirror_that_never_answers_is_abandoned_after_the_timeout(tmp_path, serve):
+    files = fake_mnist()
+    good = serve(gzipped(files))
+    with socket.socket() as silent:  # accepts connections (backlog) but never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        hung = f"http://127.0.0.1:{silent.getsockname()[1]}/mnist/"
+        ds = load_mnist(tmp_path, mirrors=[hung, good.url], checksums=checksums_of(files), val_size=5, timeout=0.3)
+    assert ds.name == "mnist"
+    assert len(good.requests) == 4
+    assert any("cannot connect" in note for note in ds.notes)
+
+
 def test_all_mirrors_corrupt_raises(tmp_path, serve):
     files = fake_mnist()
     wrong = serve(gzipped(fake_mnist(n_train=61)))
@@ -524,6 +537,15 @@ def test_read_csv_tolerates_crlf_blank_lines_spaces_and_float_integers():
     np.testing.assert_array_equal(got_labels, labels)
 
 
+@pytest.mark.parametrize("header", [True, False])
+def test_read_csv_ignores_a_utf8_byte_order_mark(header):
+    images, labels = small_csv_data(3)
+    data = csv_text(images, labels, header=header).encode("utf-8-sig")
+    got_images, got_labels = read_csv(io.BytesIO(data))
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+
+
 def _rows(n=5):
     images, labels = small_csv_data(n)
     return [[str(label), *map(str, row)] for label, row in zip(labels, images)]
@@ -596,14 +618,32 @@ def test_read_csv_reports_the_first_of_several_problems():
         read_csv(io.StringIO("\n".join(",".join(r) for r in rows)))
 
 
-def test_read_csv_error_far_into_a_big_file_names_the_right_row():
-    """Past the first parsing block, so the block bookkeeping is exercised."""
-    images = np.zeros((12_345, 784), dtype=np.uint8)
-    labels = (np.arange(12_345) % 10).astype(np.uint8)
+def test_read_csv_error_past_the_first_blocks_names_the_right_row(monkeypatch):
+    """Small blocks so the block bookkeeping and the halving search run on a quick file."""
+    monkeypatch.setattr(datasets, "_CSV_BLOCK_ROWS", 100)
+    monkeypatch.setattr(datasets, "_CSV_EXPLAIN_ROWS", 8)
+    images = np.zeros((345, 784), dtype=np.uint8)
+    labels = (np.arange(345) % 10).astype(np.uint8)
     lines = csv_text(images, labels, header=False).splitlines()
-    lines[12_000] = lines[12_000][:-1] + "256"
-    with pytest.raises(DataError, match=r"row 12,?001 \(line 12,?001\): pixel 783 \(column 785\) is 256"):
+    lines[250] = lines[250][:-1] + "256"
+    with pytest.raises(DataError, match=r"row 251 \(line 251\): pixel 783 \(column 785\) is 256"):
         read_csv(io.StringIO("\n".join(lines)))
+
+
+def test_careful_csv_path_reads_valid_files_exactly_like_the_fast_path(monkeypatch):
+    monkeypatch.setattr(datasets, "_CSV_BLOCK_ROWS", 7)
+    monkeypatch.setattr(datasets, "_CSV_EXPLAIN_ROWS", 2)
+    images, labels = small_csv_data(30)
+    lines = csv_text(images, labels).splitlines()
+    lines[5] = lines[5].replace(",", ", ")
+    lines.insert(9, "")
+    text = "\n".join(lines)
+    fast = read_csv(io.StringIO(text))
+    monkeypatch.setattr(datasets, "_read_csv_fast", lambda *a: None)
+    careful = read_csv(io.StringIO(text))
+    for got in (fast, careful):
+        np.testing.assert_array_equal(got[0], images)
+        np.testing.assert_array_equal(got[1], labels)
 
 
 def test_read_csv_guards_against_huge_inputs():
