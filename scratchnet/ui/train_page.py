@@ -73,17 +73,26 @@ def _knob_changed() -> None:
     st.session_state[K + "preset"] = form.matching_preset(_knobs())
 
 
-def _current_job() -> TrainingJob | None:
-    """This session's job; with none, attach to a running one (e.g. after a page reload)."""
+def _jobs() -> tuple[TrainingJob | None, TrainingJob | None]:
+    """(this session's job, another active job to watch).
+
+    A reload starts a new session; the job id in the URL (``?job=``) reattaches it to its
+    training. Without one, a training started elsewhere is shown read-only-ish (it can be
+    stopped), and Start queues this session's own job behind it.
+    """
+    ss = st.session_state
     manager = get_manager()
-    job = manager.get(st.session_state.get(JOB_KEY))
-    if job is None:
-        running = manager.active_jobs()
-        if running:
-            job = running[0]
-            st.session_state[JOB_KEY] = job.id
-            st.session_state[K + "attached"] = job.id
-    return job
+    own = manager.get(ss.get(JOB_KEY))
+    if own is None:
+        own = manager.get(st.query_params.get("job"))
+        if own is not None:
+            ss[JOB_KEY] = own.id
+    watched = None
+    if own is None or not own.snapshot().active:
+        others = [j for j in manager.active_jobs() if j is not own]
+        if others:
+            watched = others[0]
+    return own, watched
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -104,11 +113,11 @@ def _on_start() -> None:
         return
     get_manager().submit(job)
     ss[JOB_KEY] = job.id
-    ss.pop(K + "attached", None)
+    st.query_params["job"] = job.id
 
 
-def _on_stop() -> None:
-    job = get_manager().get(st.session_state.get(JOB_KEY))
+def _on_stop(job_id: str) -> None:
+    job = get_manager().get(job_id)
     if job is not None:
         job.request_stop()
 
@@ -426,26 +435,31 @@ def _result_view(job: TrainingJob) -> None:
         st.info(f"{summary} Nothing was trained, so nothing was saved.")
 
 
-def _train_section(ds, job: TrainingJob | None) -> None:
+def _train_section(ds, own: TrainingJob | None, watched: TrainingJob | None) -> None:
     st.subheader("3 · Train")
-    snap = job.snapshot() if job is not None else None
-    running = snap is not None and snap.active
+    own_active = own is not None and own.snapshot().active
+    shown = own if own_active or watched is None else watched
+    shown_active = shown is not None and shown.snapshot().active
     b1, b2, _ = st.columns([1, 1, 4])
     b1.button("Start training", key=K + "start", type="primary", on_click=_on_start,
-              disabled=running or ds is None, width="stretch")
-    b2.button("Stop", key=K + "stop", on_click=_on_stop, disabled=not running, width="stretch")
+              disabled=own_active or ds is None, width="stretch",
+              help="Trains in the background: you can watch here or go to another page meanwhile.")
+    b2.button("Stop", key=K + "stop", on_click=_on_stop, args=(shown.id if shown else "",),
+              disabled=not shown_active, width="stretch",
+              help="Stops before the next step; the model so far is kept and saved.")
     err = st.session_state.get(K + "start_error")
     if err:
         st.error(err, icon="⚠️")
-    if job is None:
+    if shown is None:
         st.caption("Press **Start training**: progress, accuracy and loss appear here as it learns.")
         return
-    if st.session_state.get(K + "attached") == job.id:
-        st.caption("Showing a training started in another tab or before a reload.")
-    if running:
-        _live_fragment(job.id)
+    if shown is watched:
+        st.info("👀 A training started in another tab or session is running; you are watching it. "
+                "Press **Start training** to queue your own after it.")
+    if shown_active:
+        _live_fragment(shown.id)
     else:
-        _result_view(job)
+        _result_view(shown)
 
 
 # --------------------------------------------------------------------------- saved models
@@ -510,8 +524,8 @@ def render() -> None:
     st.title("🏋️ Train")
     st.caption("Pick the data and the hyper-parameters, press **Start training**, and watch the "
                "network learn. The trained model is saved and used by the Draw page straight away.")
-    job = _current_job()
-    running = job is not None and job.snapshot().active
+    own, watched = _jobs()
+    running = own is not None and own.snapshot().active
     try:
         ds = _dataset_section(disabled=running)
     except ScratchnetError as err:
@@ -519,5 +533,5 @@ def render() -> None:
         ds = None
         st.session_state[K + "dataset"] = None
     _knobs_section(disabled=running)
-    _train_section(ds, job)
+    _train_section(ds, own, watched)
     _models_section()

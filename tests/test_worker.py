@@ -1,0 +1,271 @@
+"""The Train page's worker, headless: bounded points, saving, stop, queue, idle timeout, divergence."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from scratchnet.datasets import load_sample
+from scratchnet.errors import ConfigError, ScratchnetError
+from scratchnet.store import ModelStore
+from scratchnet.training import PRESETS, TrainConfig
+from scratchnet.ui import worker
+from scratchnet.ui.worker import (
+    MAX_POINTS,
+    PointBuffer,
+    TrainingJob,
+    TrainingManager,
+    choose_eval_every,
+    format_seconds,
+)
+
+TINY = TrainConfig(hidden=(16,), optimizer="adam", lr=3e-3, iterations=60, epochs=None, batch_size=64)
+ENDLESS = TINY.replace(iterations=5_000_000)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_sample()
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def test_point_buffer_stays_bounded_and_evenly_spaced():
+    buf = PointBuffer(limit=100)
+    for i in range(10_000):
+        buf.add(i)
+    assert 50 <= len(buf) <= 100
+    items = buf.items
+    assert items[0] == 0
+    steps = np.diff(items)
+    assert (steps == steps[0]).all() and steps[0] == buf.stride
+    assert items[-1] >= 10_000 - buf.stride  # spans the whole stream
+
+
+def test_point_buffer_keeps_everything_below_the_limit():
+    buf = PointBuffer(limit=10)
+    for i in range(10):
+        buf.add(i)
+    assert buf.items == list(range(10))
+    with pytest.raises(ValueError):
+        PointBuffer(limit=1)
+
+
+def test_choose_eval_every_respects_explicit_and_bounds():
+    assert choose_eval_every(TINY.replace(eval_every=7), 4000, 1000, 10_000) == 7
+    fast = PRESETS["fast"]
+    n_params = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    every_mnist = choose_eval_every(fast, 59_000, 1000, n_params)
+    # validation (1,000 rows) must stay a small share of the training work between records
+    val_flops, step_flops = 2 * 1000 * n_params, 6 * 128 * n_params
+    assert val_flops / (every_mnist * step_flops) <= worker.VAL_OVERHEAD + 1e-9
+    # full batch: a step is already expensive, so records come every few steps
+    nb = PRESETS["notebook"]
+    every_nb = choose_eval_every(nb, 59_000, 1000, 784 * 10 + 10 + 10 * 10 + 10)
+    assert 1 <= every_nb <= nb.iterations // worker.MIN_RECORDS
+    # short runs still get MIN_RECORDS records
+    short = TINY.replace(iterations=40)
+    assert choose_eval_every(short, 4000, 1000, 10_000) <= 2
+
+
+def test_format_seconds():
+    assert format_seconds(3.25) == "3.2 s"
+    assert format_seconds(75) == "1 min 15 s"
+    assert format_seconds(3 * 3600 + 120) == "3 h 02 min"
+    assert format_seconds(None) == "?" and format_seconds(float("nan")) == "?"
+
+
+def test_job_trains_saves_activates_with_metadata(tmp_path, sample):
+    store = ModelStore(tmp_path)
+    job = TrainingJob(TINY, sample, store=store, preset="tiny", idle_timeout=None)
+    snap = job.run()
+    assert snap.status == "finished" and not snap.active
+    assert snap.step == snap.total_steps == 60
+    assert snap.points[-1][0] == 60 and len(snap.points) <= MAX_POINTS + 1
+    name = snap.result["model_name"]
+    assert store.active_name() == name and name.startswith("tiny")
+    net, meta = store.load(name)
+    assert meta["config"]["hidden"] == [16] and meta["config"]["eval_every"] == job.config.eval_every
+    assert TrainConfig.from_dict(meta["config"]).iterations == 60
+    assert meta["dataset"] == {"name": "sample", "n_train": 4000, "n_val": 1000, "n_test": 0}
+    assert meta["metrics"]["steps"] == 60 and meta["metrics"]["val_accuracy"] == snap.val_accuracy
+    assert meta["metrics"]["test_accuracy"] is None  # the sample has no test set
+    hist = meta["history"]
+    assert hist[-1]["step"] == 60 and set(hist[0]) == set(worker.POINT_FIELDS)
+    assert [h["step"] for h in hist] == sorted(h["step"] for h in hist)
+    np.testing.assert_array_equal(net.predict(sample.X_val[:50]), job.net.predict(sample.X_val[:50]))
+    assert snap.val_accuracy > 0.5  # it learned something
+
+
+def test_test_accuracy_is_measured_when_there_is_a_test_set(tmp_path, sample):
+    import dataclasses
+
+    ds = dataclasses.replace(sample, X_test=sample.X_val[:300], y_test=sample.y_val[:300])
+    snap = TrainingJob(TINY, ds, store=ModelStore(tmp_path), idle_timeout=None).run()
+    assert snap.result["test_accuracy"] == pytest.approx(ModelStore(tmp_path).load_active()[0].accuracy(ds.X_test, ds.y_test))
+
+
+def test_bad_config_fails_at_submit_not_in_the_thread(sample):
+    with pytest.raises(ConfigError, match="batch size"):
+        TrainingJob(TINY.replace(batch_size=10_000), sample)
+
+
+def test_stop_keeps_and_saves_the_model(tmp_path, sample):
+    manager = TrainingManager(max_running=1)
+    store = ModelStore(tmp_path)
+    job = manager.submit(TrainingJob(ENDLESS, sample, store=store, idle_timeout=None))
+    wait_for(lambda: job.snapshot().step > 0)
+    assert job.snapshot().status == "running" and job.snapshot().eta_seconds is not None
+    job.request_stop()
+    assert job.done.wait(10)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and 0 < snap.step < snap.total_steps
+    assert store.active_name() == snap.result["model_name"]
+    assert store.load(snap.result["model_name"])[1]["metrics"]["steps"] == snap.step
+
+
+def test_admission_queue_runs_one_at_a_time_in_order(tmp_path, sample):
+    manager = TrainingManager(max_running=1)
+    first = manager.submit(TrainingJob(ENDLESS, sample, save=False, idle_timeout=None))
+    wait_for(lambda: first.snapshot().status == "running")
+    second = manager.submit(TrainingJob(ENDLESS, sample, save=False, idle_timeout=None))
+    third = manager.submit(TrainingJob(ENDLESS, sample, save=False, idle_timeout=None))
+    time.sleep(0.3)
+    assert (second.snapshot().status, second.snapshot().queue_position) == ("queued", 1)
+    assert (third.snapshot().status, third.snapshot().queue_position) == ("queued", 2)
+    assert "number 2 in the queue" in third.snapshot().progress_text
+    assert manager.active_jobs() == [first, second, third]
+    first.request_stop()
+    wait_for(lambda: second.snapshot().status == "running")
+    assert third.snapshot().queue_position == 1
+    third.request_stop()  # leaving the queue never starts it
+    assert third.done.wait(5) and third.snapshot().status == "stopped" and third.snapshot().step == 0
+    second.request_stop()
+    assert second.done.wait(10)
+    assert manager.active_jobs() == []
+
+
+def test_two_slots_run_two_jobs(sample):
+    manager = TrainingManager(max_running=2)
+    jobs = [manager.submit(TrainingJob(ENDLESS, sample, save=False, idle_timeout=None)) for _ in range(2)]
+    wait_for(lambda: all(j.snapshot().status == "running" for j in jobs))
+    manager.stop_all()
+    assert all(j.snapshot().status == "stopped" for j in jobs)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_unpolled_job_is_abandoned_saved_but_not_activated(tmp_path, sample):
+    clock = FakeClock()
+    store = ModelStore(tmp_path)
+    manager = TrainingManager(max_running=1)
+    job = manager.submit(TrainingJob(ENDLESS, sample, store=store, idle_timeout=60, clock=clock))
+    wait_for(lambda: job.snapshot().step > 0)
+    clock.now += 30
+    job.poll()  # a poll within the timeout keeps it alive
+    clock.now += 45
+    time.sleep(0.1)
+    assert job.snapshot().status == "running"
+    clock.now += 61  # nobody polled for more than 60 s
+    assert job.done.wait(10)
+    snap = job.snapshot()
+    assert snap.status == "abandoned" and "without anyone watching" in snap.message
+    assert snap.result["model_name"] in store.names() and store.active_name() is None
+
+
+def test_queued_job_nobody_waits_for_leaves_the_queue(sample):
+    clock = FakeClock()
+    manager = TrainingManager(max_running=1)
+    first = manager.submit(TrainingJob(ENDLESS, sample, save=False, idle_timeout=None))
+    queued = manager.submit(TrainingJob(ENDLESS, sample, save=False, idle_timeout=60, clock=clock))
+    wait_for(lambda: queued.snapshot().queue_position == 1)
+    clock.now += 61
+    assert queued.done.wait(5)
+    assert queued.snapshot().status == "abandoned" and queued.snapshot().step == 0
+    assert manager.active_jobs() == [first]
+    first.request_stop()
+    assert first.done.wait(10)
+
+
+def test_divergence_is_not_saved_unless_kept(tmp_path, sample):
+    store = ModelStore(tmp_path)
+    config = PRESETS["notebook"].replace(lr=100.0, iterations=200)
+    job = TrainingJob(config, sample, store=store, idle_timeout=None)
+    snap = job.run()
+    assert snap.status == "diverged" and "learning rate" in snap.message
+    assert snap.result.get("model_name") is None and store.names() == []
+    assert all(np.isfinite(p).all() for p in job.net.params())
+    kept = job.keep()
+    assert store.active_name() == kept["model_name"]
+    assert store.load(kept["model_name"])[1]["status"] == "diverged"
+    assert job.keep()["model_name"] == kept["model_name"]  # keeping twice does not duplicate
+    assert len(store.names()) == 1
+
+
+def test_keep_refuses_while_running_or_untrained(sample):
+    manager = TrainingManager(max_running=1)
+    job = manager.submit(TrainingJob(ENDLESS, sample, save=False, idle_timeout=None))
+    wait_for(lambda: job.snapshot().status == "running")
+    with pytest.raises(ScratchnetError, match="still running"):
+        job.keep()
+    job.request_stop()
+    job.done.wait(10)
+    untrained = TrainingJob(TINY, sample, save=False)
+    untrained.cancel("stopped", "")
+    with pytest.raises(ScratchnetError, match="Nothing was trained"):
+        untrained.keep()
+
+
+def test_failure_in_the_thread_is_reported(sample, monkeypatch):
+    job = TrainingJob(TINY, sample, save=False, idle_timeout=None)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(worker, "train", boom)
+    snap = job.run()
+    assert snap.status == "failed" and "disk on fire" in snap.error and job.done.is_set()
+
+
+def test_snapshot_is_cached_until_something_changes(sample):
+    job = TrainingJob(TINY, sample, save=False, idle_timeout=None)
+    a, b = job.snapshot(), job.snapshot()
+    assert a is b
+    job.run()
+    c = job.snapshot()
+    assert c is not a and c.status == "finished"
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("SCRATCHNET_MAX_TRAININGS", "3")
+    assert worker.max_trainings() == 3 and TrainingManager().max_running == 3
+    monkeypatch.setenv("SCRATCHNET_MAX_TRAININGS", "zero")
+    assert worker.max_trainings() == 1
+    monkeypatch.setenv("SCRATCHNET_MAX_TRAININGS", "0")
+    assert worker.max_trainings() == 1
+    monkeypatch.delenv("SCRATCHNET_BLAS_THREADS", raising=False)
+    assert worker.blas_threads() == 1
+
+
+def test_get_manager_is_a_process_wide_singleton():
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(worker.get_manager())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(m is results[0] for m in results) and results[0] is worker.get_manager()
