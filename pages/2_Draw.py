@@ -13,7 +13,7 @@ if chosen is None:
     st.stop()
 name, net, _meta = chosen
 
-tab_draw, tab_upload = st.tabs(["✏️ Draw", "📷 Upload a picture"])
+tab_draw, tab_upload = st.tabs([":material/draw: Draw", ":material/photo_camera: Upload a picture"])
 with tab_draw:
     left, right = st.columns([1, 1], gap="large")
     with left:

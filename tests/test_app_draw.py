@@ -20,7 +20,8 @@ from streamlit.testing.v1 import AppTest
 from scratchnet import feedback
 from scratchnet.store import ModelStore
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "2_Draw.py")
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "pages/2_Draw.py"
 
 
 def draw_digit(digit: str, size: int = 280) -> Image.Image:
@@ -50,7 +51,9 @@ def canvas_state(im: Image.Image) -> dict:
 
 
 def open_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
+    # through the entry point, as in the app: page links resolve against app.py
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page(PAGE)
     at.run()
     assert not at.exception, at.exception
     return at

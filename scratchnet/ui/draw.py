@@ -97,7 +97,7 @@ def quick_model_offer() -> None:
         "There is no trained model yet. Train one properly on the **Train** page, or get a "
         "quick one right here in a few seconds and start drawing."
     )
-    if st.button("⚡ Train a quick model now", type="primary", key="draw_quick_train"):
+    if st.button("Train a quick model now", icon=":material/bolt:", type="primary", key="draw_quick_train"):
         bar = st.progress(0.0, text="Loading digits…")
         try:
             info = train_quick_model(lambda frac, text: bar.progress(frac, text=text))
@@ -106,7 +106,7 @@ def quick_model_offer() -> None:
             return
         st.session_state[MODEL_CHOICE] = info.name
         st.rerun()
-    common.page_link("Train", "Open the Train page", icon="🏋️")
+    common.page_link("Train", "Open the Train page", icon=":material/model_training:")
 
 
 def train_quick_model(report=None):
@@ -161,10 +161,7 @@ def canvas_input():
     """The drawing canvas -> its RGBA array, or None before the first stroke."""
     from streamlit_drawable_canvas import st_canvas
 
-    stroke = st.slider(
-        "Pen width", 6, 40, DEFAULT_STROKE, step=2, key="draw_stroke",
-        help="Any width works: the picture is normalised to MNIST's stroke width anyway.",
-    )
+    stroke = st.session_state.get("draw_stroke", DEFAULT_STROKE)
     result = st_canvas(
         fill_color="#FFFFFF",
         stroke_width=stroke,
@@ -177,8 +174,15 @@ def canvas_input():
         return_image_data=True,
         key=canvas_key(),
     )
-    st.button("🧹 Clear", on_click=clear_canvas, key="draw_clear",
-              help="Start again with an empty canvas (the toolbar above has undo and redo).")
+    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+    with c1:
+        st.button("Clear", icon=":material/ink_eraser:", on_click=clear_canvas, key="draw_clear",
+                  help="Start again with an empty canvas (the canvas toolbar has undo and redo).")
+    with c2:
+        st.slider(
+            "Pen width", 6, 40, DEFAULT_STROKE, step=2, key="draw_stroke",
+            help="Any width works: the picture is normalised to MNIST's stroke width anyway.",
+        )
     try:
         return result.image_data
     except Exception as err:  # a malformed payload must not break the page
@@ -241,12 +245,12 @@ def probability_chart(probs: np.ndarray) -> None:
 def show_reading(net, image, *, empty_hint: str):
     """Preprocess + predict ``image``, show what the network saw and thinks -> Reading or None."""
     if image is None:
-        st.info(empty_hint, icon="✏️")
+        st.info(empty_hint, icon=":material/draw:")
         return None
     try:
         reading = feedback.read_digit(net, image)
     except EmptyImageError as err:
-        st.info(f"{err} {empty_hint}", icon="✏️")
+        st.info(f"{err} {empty_hint}", icon=":material/draw:")
         return None
     except ScratchnetError as err:
         common.show_error(err)
@@ -272,7 +276,7 @@ def was_this_right(reading, model_name: str, source: str) -> None:
     saved = st.session_state.setdefault(SAVED, {})
     st.markdown("**Was this right?**")
     if fp in saved:
-        st.success(f"Saved as a {saved[fp]}. Thank you! Draw another one.", icon="✅")
+        st.success(f"Saved as a {saved[fp]}. Thank you! Draw another one.", icon=":material/check_circle:")
         return
 
     def keep(label):
@@ -285,12 +289,12 @@ def was_this_right(reading, model_name: str, source: str) -> None:
 
     c1, c2 = st.columns([1, 1])
     with c1:
-        st.button(f"👍 Yes, it is a {reading.digit}", key=f"draw_yes_{source}",
+        st.button(f"Yes, it is a {reading.digit}", icon=":material/thumb_up:", key=f"draw_yes_{source}",
                   on_click=keep, args=(reading.digit,))
     with c2:
         others = [d for d in range(10) if d != reading.digit]
         st.selectbox(
-            "👎 No, it is a…", others, index=None, placeholder="pick the right digit",
+            ":material/thumb_down: No, it is a…", others, index=None, placeholder="pick the right digit",
             key=f"draw_no_{source}_{fp}",
             on_change=lambda: keep(st.session_state[f"draw_no_{source}_{fp}"]),
         )
@@ -330,7 +334,8 @@ def drawings_summary(model_name: str | None) -> None:
             f"`{Path(store.directory).name}/`; the Train page can add them to the training data."
         )
         st.download_button(
-            "⬇️ Download drawings as CSV",
+            "Download drawings as CSV",
+            icon=":material/download:",
             data=store.to_csv,  # built only when clicked
             file_name="my_drawings.csv",
             mime="text/csv",
