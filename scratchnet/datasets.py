@@ -744,7 +744,10 @@ def read_csv(source, *, max_rows: int = MAX_CSV_ROWS) -> tuple[np.ndarray, np.nd
         if _looks_binary(head):
             raise DataError(f"{name} is not a CSV text file (it contains binary data).")
         header = _has_header(head)
-        result = _read_csv_fast(f, header, max_rows)
+        # A first row that does not end within the peeked 64 KiB is garbage: pandas would build a
+        # column per field (minutes and GBs for one long line); the careful path refuses it at once.
+        complete = max(head.count(b"\n"), head.count(b"\r")) >= (2 if header else 1) or len(head) < (1 << 16)
+        result = _read_csv_fast(f, header, max_rows) if complete else None
         if result is None:
             result = _read_csv_careful(f, name, header, max_rows)
         return result
