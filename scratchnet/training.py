@@ -25,6 +25,9 @@ from scratchnet.activations import ACTIVATIONS
 # even if the numbers are still finite, and continuing only burns CPU.
 DIVERGENCE_LOSS = 1e3
 MAX_STEPS = 10_000_000
+# Same bound as scratchnet.store.MAX_PARAMS: a bigger network could be trained (for hours) but its
+# model file would then be refused on loading.
+MAX_PARAMS = 25_000_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,13 @@ class TrainConfig:
             raise ConfigError("Hidden layer sizes must be whole numbers from 1 to 4096.")
         if len(self.hidden) > 8:
             raise ConfigError("At most 8 hidden layers are supported.")
+        sizes = (784, *(int(h) for h in self.hidden), 10)
+        n_params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        if n_params > MAX_PARAMS:
+            raise ConfigError(
+                f"Hidden layers {', '.join(str(int(h)) for h in self.hidden)} make {n_params:,} parameters; "
+                f"at most {MAX_PARAMS:,} are supported: use fewer or smaller layers."
+            )
         if self.activation not in ACTIVATIONS:
             raise ConfigError(
                 f"Unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}."
