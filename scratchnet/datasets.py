@@ -42,6 +42,8 @@ __all__ = [
     "load_dataset",
     "load_mnist",
     "load_sample",
+    "mnist_available",
+    "mnist_dir",
     "read_csv",
     "read_idx",
 ]
@@ -374,8 +376,24 @@ def _find_mnist_file(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _default_mnist_dir() -> Path:
-    return data_dir() / "mnist"
+def mnist_dir(root=None) -> Path:
+    """The folder holding (or to receive) the four MNIST files under a data directory ``root``.
+
+    The files normally sit in the data directory itself (``SCRATCHNET_DATA_DIR=/path/to/mnist``
+    just works); a data root that keeps them in a ``mnist/`` subfolder is accepted too.
+    """
+    root = data_dir() if root is None else Path(root).expanduser()
+    if any(_find_mnist_file(root, stem) for stem in MNIST_FILES):
+        return root
+    if any(_find_mnist_file(root / "mnist", stem) for stem in MNIST_FILES):
+        return root / "mnist"
+    return root
+
+
+def mnist_available(root=None) -> bool:
+    """Are all four MNIST files present, so loading needs no download?"""
+    directory = mnist_dir(root)
+    return all(_find_mnist_file(directory, stem) for stem in MNIST_FILES)
 
 
 def _download(directory: Path, stems, *, mirrors, progress, timeout, checksums) -> list[str]:
@@ -425,7 +443,7 @@ def download_mnist(data_dir=None, *, mirrors=None, progress=None, timeout: float
     written to a temporary file in the same directory and renamed into place only once its
     checksum matches, so an interrupted download never leaves a file that looks complete.
     """
-    directory = Path(data_dir).expanduser() if data_dir is not None else _default_mnist_dir()
+    directory = mnist_dir(data_dir)
     missing = [stem for stem in MNIST_FILES if _find_mnist_file(directory, stem) is None]
     if missing:
         _download(directory, missing, mirrors=mirrors, progress=progress, timeout=timeout, checksums=checksums)
@@ -471,13 +489,13 @@ def load_mnist(
     checksums=None,
     timeout: float = 30,
 ) -> Dataset:
-    """Full MNIST (60,000 + 10,000) from ``data_dir`` (default ``data_dir()/mnist``), downloading if needed.
+    """Full MNIST (60,000 + 10,000) from ``data_dir`` (default :func:`data_dir`), downloading if needed.
 
     When the files are missing and cannot be downloaded, ``fallback=True`` returns the bundled
     sample with a note saying so (the app must work offline); ``fallback=False`` raises DataError.
     Damaged files already on disk always raise: silently training on something else would hide it.
     """
-    directory = Path(data_dir).expanduser() if data_dir is not None else _default_mnist_dir()
+    directory = mnist_dir(data_dir)
     notes: list[str] = []
     missing = [stem for stem in MNIST_FILES if _find_mnist_file(directory, stem) is None]
     if missing:

@@ -61,13 +61,20 @@ _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 
 
 def models_dir() -> Path:
-    """Where the app keeps models: ``SCRATCHNET_MODELS_DIR``, else ``data_dir() / "models"``."""
+    """Where the app keeps models: ``SCRATCHNET_MODELS_DIR``, else ``data_dir() / "models"``.
+
+    A read-only data directory (a shared MNIST copy, say) is fine to read digits from but cannot
+    hold models; then they go to ``~/.cache/scratchnet/models`` instead of failing at save time.
+    """
     env = os.environ.get("SCRATCHNET_MODELS_DIR")
     if env:
         return Path(env).expanduser()
     from scratchnet.datasets import data_dir  # lazy: the store must not pull in dataset code
 
-    return Path(data_dir()) / "models"
+    root = Path(data_dir())
+    if root.is_dir() and not os.access(root, os.W_OK) and not (root / "models").is_dir():
+        return Path.home() / ".cache" / "scratchnet" / "models"
+    return root / "models"
 
 
 # --------------------------------------------------------------------------- writing

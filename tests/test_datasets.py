@@ -26,6 +26,8 @@ from scratchnet.datasets import (
     load_csv,
     load_dataset,
     load_mnist,
+    mnist_available,
+    mnist_dir,
     load_sample,
     read_csv,
     read_idx,
@@ -278,9 +280,14 @@ def test_labels_outside_digits_rejected(tmp_path):
         load_mnist(tmp_path, download=False)
 
 
-def test_default_directory_is_under_data_dir(monkeypatch, tmp_path):
+@pytest.mark.parametrize("sub", ["", "mnist"])
+def test_default_directory_is_the_data_dir_or_its_mnist_folder(monkeypatch, tmp_path, sub):
     monkeypatch.setenv("SCRATCHNET_DATA_DIR", str(tmp_path))
-    write_mnist(tmp_path / "mnist", fake_mnist())
+    assert not mnist_available()
+    assert mnist_dir() == tmp_path  # where a download would go
+    write_mnist(tmp_path / sub, fake_mnist())
+    assert mnist_available()
+    assert mnist_dir() == tmp_path / sub
     assert load_mnist(download=False, val_size=5).name == "mnist"
 
 

@@ -393,6 +393,16 @@ def test_models_dir_defaults_under_data_dir(monkeypatch, tmp_path):
     assert models_dir() == tmp_path / "data" / "models"
 
 
+def test_models_dir_avoids_a_read_only_data_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("SCRATCHNET_MODELS_DIR", raising=False)
+    monkeypatch.setenv("SCRATCHNET_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("scratchnet.store.os.access", lambda path, mode: False)
+    assert models_dir() == tmp_path / "home" / ".cache" / "scratchnet" / "models"
+    (tmp_path / "models").mkdir()  # an existing models folder is used as it is
+    assert models_dir() == tmp_path / "models"
+
+
 # --------------------------------------------------------------------------- the store
 
 
