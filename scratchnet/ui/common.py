@@ -15,6 +15,7 @@ import dataclasses
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from scratchnet.errors import ScratchnetError
 from scratchnet.network import Network
@@ -53,8 +54,14 @@ def page_path(name: str) -> str | None:
 def page_link(name: str, label: str, icon: str | None = None) -> None:
     """st.page_link to ``pages/*_<name>.py``; silently nothing if that page is absent."""
     path = page_path(name)
-    if path is not None:
+    if path is None:
+        return
+    try:
         st.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        # Streamlit resolves the path against the *entrypoint*: a page run on its own (AppTest of
+        # pages/x.py) has no pages/ folder beside it. A plain link still leads to the page.
+        st.markdown(f"{icon or ''} [{label}](/{name})")
 
 
 # --------------------------------------------------------------------------- model store

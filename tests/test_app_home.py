@@ -1,0 +1,49 @@
+"""The home page through AppTest: explains itself, reports data and model state, links the pages."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from scratchnet.datasets import MNIST_FILES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_home() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def page_links(at) -> list[str]:
+    return [p.proto.page for p in at.get("page_link")]
+
+
+def test_home_without_model_or_mnist(env_dirs):
+    at = run_home()
+    assert at.title[0].value.endswith("scratchnet")
+    assert "from scratch in NumPy" in at.markdown[0].value
+    assert "bundled 5,000-digit MNIST sample" in at.info[0].value
+    assert "none trained yet" in at.warning[0].value
+    links = page_links(at)
+    assert links == ["Train", "Draw", "Inspect"]
+
+
+def test_home_reports_the_active_model_and_mnist(trained_model_store, env_dirs):
+    mnist = env_dirs.data_dir / "mnist"
+    mnist.mkdir()
+    for stem in MNIST_FILES:
+        (mnist / f"{stem}.gz").write_bytes(b"")
+    at = run_home()
+    assert "full MNIST is downloaded" in at.success[0].value
+    model = at.success[1].value
+    assert "test-model" in model and "784-32-10" in model and "validation accuracy" in model
+    acc = trained_model_store.load_active()[1]["metrics"]["val_accuracy"]
+    assert f"{acc:.1%}" in model
+
+
+def test_home_survives_a_corrupt_model_file(env_dirs):
+    (env_dirs.models_dir / "broken.npz").write_bytes(b"not a zip at all")
+    at = run_home()
+    assert "none trained yet" in at.warning[0].value
+    assert any("broken.npz" in c.value for c in at.caption)

@@ -1,0 +1,198 @@
+"""The Train page through AppTest: train, watch, stop, save; bad uploads; divergence; model list.
+
+``run_every`` does not tick in AppTest, so the tests rerun the page until the worker has
+moved on (no timing assertions: they only wait for states).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from scratchnet.datasets import load_sample
+from scratchnet.store import ModelStore
+from scratchnet.ui.worker import TrainingJob, get_manager
+from scratchnet.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "pages/1_Train.py"
+
+
+def open_page(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    if query:
+        at.query_params.update(query)
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def rerun_until(at: AppTest, predicate, timeout: float = 30.0) -> AppTest:
+    deadline = time.monotonic() + timeout
+    while True:
+        at.run()
+        assert not at.exception, at.exception
+        if predicate(at):
+            return at
+        if time.monotonic() > deadline:
+            raise AssertionError("the page never reached the expected state")
+        time.sleep(0.1)
+
+
+def metric(at: AppTest, label: str) -> str | None:
+    for m in at.metric:
+        if m.label == label:
+            return m.value
+    return None
+
+
+def texts(elements) -> str:
+    return "\n".join(e.value for e in elements)
+
+
+def test_train_watch_stop_and_model_is_saved(env_dirs):
+    at = open_page()
+    assert at.radio(key="tr_source").value == "sample"  # no MNIST in the fresh data dir
+    assert metric(at, "Training digits") == "4,000"
+    assert at.image, "example digits are shown"
+    at.selectbox(key="tr_preset").set_value("notebook").run()
+    assert at.number_input(key="tr_lr").value == pytest.approx(0.1)
+    assert at.checkbox(key="tr_full_batch").value is True
+    at.number_input(key="tr_iterations").set_value(1_000_000).run()  # runs until stopped
+    assert at.selectbox(key="tr_preset").value == "custom"
+    at.button(key="tr_start").click().run()
+    assert at.button(key="tr_start").disabled and not at.button(key="tr_stop").disabled
+    job_id = at.query_params["job"]
+    assert isinstance(job_id, str) and job_id.startswith("job-")
+
+    at = rerun_until(at, lambda a: (metric(a, "Validation accuracy") or "–") != "–")
+    first = metric(at, "Validation accuracy")
+    assert first.endswith("%")
+    assert len(at.get("vega_lite_chart")) == 2  # accuracy and loss
+    text = at.get("progress")[0].proto.text
+    assert "of 1,000,000" in text and "elapsed" in text and "left" in text
+    at = rerun_until(at, lambda a: len(get_manager().get(job_id).snapshot().points) >= 3)
+
+    at.button(key="tr_stop").click().run()
+    at = rerun_until(at, lambda a: bool(a.success))
+    assert "Stopped" in at.success[0].value and "Saved as" in at.success[0].value
+    assert not at.button(key="tr_start").disabled and at.button(key="tr_stop").disabled
+    store = ModelStore(env_dirs.models_dir)
+    name = store.active_name()
+    assert name and name in at.success[0].value
+    table = at.dataframe[0].value
+    assert list(table["Name"]) == [name] and table["Active"][0] == "✅"
+    assert [b.proto.label for b in at.get("download_button")][:1] == ["Download model (.npz)"]
+    meta = store.load(name)[1]
+    assert meta["config"]["lr"] == pytest.approx(0.1) and meta["config"]["batch_size"] is None
+    assert meta["history"] and meta["metrics"]["steps"] == meta["history"][-1]["step"]
+
+
+def test_fast_preset_finishes_on_the_sample(env_dirs):
+    at = open_page()
+    at.selectbox(key="tr_preset").set_value("fast").run()
+    assert at.toggle(key="tr_augment").value is True
+    at.radio(key="tr_unit").set_value("epochs").run()
+    at.number_input(key="tr_epochs").set_value(1.0).run()
+    at.button(key="tr_start").click().run()
+    at = rerun_until(at, lambda a: bool(a.success))
+    assert "Finished" in at.success[0].value
+    assert metric(at, "Validation accuracy").endswith("%")
+    meta = ModelStore(env_dirs.models_dir).load_active()[1]
+    assert meta["config"]["augment"] is True and meta["config"]["epochs"] == 1.0
+
+
+def test_malformed_csv_shows_an_error_and_the_page_still_works(env_dirs):
+    at = open_page()
+    at.radio(key="tr_source").set_value("csv").run()
+    assert at.button(key="tr_start").disabled  # nothing to train on yet
+    at.file_uploader(key="tr_upload").set_value(("digits.csv", b"label,pixel0\n3,abc\n", "text/csv")).run()
+    assert not at.exception
+    assert at.error and "digits.csv" in at.error[0].value
+    assert at.button(key="tr_start").disabled
+    at.radio(key="tr_source").set_value("sample").run()
+    assert not at.error and not at.button(key="tr_start").disabled
+
+
+def test_uploaded_csv_becomes_the_dataset(env_dirs):
+    ds = load_sample()
+    pixels = np.rint(ds.X_train[:300] * 255).astype(np.uint8)
+    buf = io.StringIO()
+    np.savetxt(buf, np.column_stack([ds.y_train[:300], pixels]), fmt="%d", delimiter=",")
+    at = open_page()
+    at.radio(key="tr_source").set_value("csv").run()
+    at.file_uploader(key="tr_upload").set_value(("mine.csv", buf.getvalue().encode(), "text/csv")).run()
+    assert not at.error
+    assert metric(at, "Training digits") == "270" and metric(at, "Validation digits") == "30"
+
+
+def test_huge_learning_rate_diverges_and_keeps_the_previous_model(trained_model_store):
+    at = open_page()
+    at.selectbox(key="tr_preset").set_value("notebook").run()
+    at.number_input(key="tr_lr").set_value(100.0).run()
+    at.button(key="tr_start").click().run()
+    at = rerun_until(at, lambda a: bool(a.error))
+    message = at.error[0].value
+    assert "diverged" in message and "learning rate" in message and "try 10" in message
+    assert "previous model stays active" in texts(at.info)
+    assert trained_model_store.active_name() == "test-model"
+    assert trained_model_store.names() == ["test-model"]
+    at.button(key="tr_keep").click().run()
+    assert not at.exception
+    kept = trained_model_store.active_name()
+    assert kept != "test-model" and len(trained_model_store.names()) == 2
+    assert "is now active" in texts(at.success)
+
+
+def test_bad_hidden_layers_are_explained(env_dirs):
+    at = open_page()
+    at.text_input(key="tr_hidden").set_value("256, lots").run()
+    at.button(key="tr_start").click().run()
+    assert "'lots' is not a whole number" in at.error[0].value
+    assert get_manager().active_jobs() == []
+
+
+def test_saved_models_rename_activate_delete(trained_model_store, env_dirs):
+    store = trained_model_store
+    extra = TrainingJob(TrainConfig(hidden=(8,), iterations=20, epochs=None, batch_size=64), load_sample(),
+                        store=store, name="second", activate=False, idle_timeout=None)
+    extra.run()
+    at = open_page()
+    assert sorted(at.dataframe[0].value["Name"]) == ["second", "test-model"]
+    assert at.selectbox(key="tr_model_pick").value == "test-model"  # the active one
+    at.selectbox(key="tr_model_pick").set_value("second").run()
+    at.button(key="tr_activate").click().run()
+    assert store.active_name() == "second"
+    at.text_input(key="tr_rename_to").set_value("my best").run()
+    at.button(key="tr_rename").click().run()
+    assert store.active_name() == "my best" and "Renamed" in at.success[0].value
+    at.text_input(key="tr_rename_to").set_value("../escape").run()
+    at.button(key="tr_rename").click().run()
+    assert "not a valid model name" in at.error[0].value
+    at.selectbox(key="tr_model_pick").set_value("test-model").run()
+    at.button(key="tr_delete").click().run()
+    assert sorted(store.names()) == ["my best"] and not at.exception
+
+
+def test_second_session_watches_and_queues_behind_a_running_training(env_dirs):
+    other = get_manager().submit(TrainingJob(TrainConfig(hidden=(8,), iterations=5_000_000, epochs=None,
+                                                         batch_size=64), load_sample(), save=False))
+    at = open_page()
+    assert "another tab or session" in texts(at.info)
+    assert not at.button(key="tr_start").disabled and not at.button(key="tr_stop").disabled
+    at.selectbox(key="tr_preset").set_value("notebook").run()
+    at.button(key="tr_start").click().run()
+    assert "Queued: number 1 in line" in texts(at.info)
+    assert at.button(key="tr_start").disabled
+    # a reload (new session) with ?job= reattaches to the queued job
+    again = open_page({"job": at.query_params["job"]})
+    assert "Queued: number 1 in line" in texts(again.info) and again.button(key="tr_start").disabled
+    other.request_stop()
+    at = rerun_until(at, lambda a: "Queued" not in texts(a.info))
+    assert get_manager().get(at.query_params["job"]).snapshot().status in ("running", "finished")
