@@ -16,7 +16,8 @@ __all__ = ["augment_batch", "random_affine_params", "affine_batch"]
 
 SIDE = 28
 _PADDED = SIDE + 2  # one zero row/column on every side: sampling outside the image reads 0
-_CENTRE = 14.0  # MNIST puts the centre of mass at pixel (14, 14); rotate/scale about it
+_CENTRE = 14.0
+_CHUNK = 512  # images per vectorised step: temporaries stay ~10 MB whatever the batch size  # MNIST puts the centre of mass at pixel (14, 14); rotate/scale about it
 
 # (3, 784) rows: output row coordinate, column coordinate (both relative to the centre), 1
 _rr, _cc = np.meshgrid(np.arange(SIDE, dtype=np.float32), np.arange(SIDE, dtype=np.float32), indexing="ij")
@@ -60,9 +61,13 @@ def affine_batch(X: np.ndarray, params: np.ndarray, out: np.ndarray | None = Non
         out = np.empty((n, SIDE * SIDE), np.float32)
     elif out.shape != (n, SIDE * SIDE) or out.dtype != np.float32:
         raise ValueError(f"out must be a float32 array of shape ({n}, {SIDE * SIDE})")
-    if n == 0:
-        return out
+    for i in range(0, n, _CHUNK):  # bounded temporaries even for a full-batch call
+        _affine_chunk(X[i : i + _CHUNK], params[i : i + _CHUNK], out[i : i + _CHUNK])
+    return out
 
+
+def _affine_chunk(X, params, out):
+    n = X.shape[0]
     # zero-padded copy, then "quads": for every (image, row, col) the 2x2 neighbourhood
     # [p(r, c), p(r, c+1), p(r+1, c), p(r+1, c+1)] stored as one 16-byte item, so a single
     # gather fetches all four bilinear taps (4x fewer index lookups than four separate gathers)
@@ -111,13 +116,12 @@ def augment_batch(X: np.ndarray, rng: np.random.Generator, *, max_shift: float =
     """Randomly shift (px), rotate (degrees) and scale each (n, 784) image; float32 in [0, 1].
 
     Called once per mini-batch inside the training loop; pass ``out`` (an (n, 784) float32
-    buffer, not ``X`` itself) to reuse memory. Deterministic for a given generator state.
+    buffer, which may be ``X`` itself) to reuse memory. Deterministic for a given generator
+    state.
     """
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != SIDE * SIDE:
         raise ValueError(f"X must have shape (n, {SIDE * SIDE}), got {X.shape}")
-    if out is not None and np.shares_memory(out, X):
-        raise ValueError("out must not share memory with X")
     params = random_affine_params(X.shape[0], rng, max_shift=max_shift,
                                   max_rotate_deg=max_rotate_deg, scale_range=scale_range)
     return affine_batch(X, params, out=out)
