@@ -39,7 +39,6 @@ def _peak_rss_mb() -> float:
 def run_child(which: str, data_dir: str | None) -> dict:
     """Train one preset in this process and return its figures."""
     from scratchnet import datasets
-    from scratchnet.cli import mnist_dir
     from scratchnet.training import PRESETS, build_network, train
 
     t0 = time.perf_counter()
@@ -47,7 +46,7 @@ def run_child(which: str, data_dir: str | None) -> dict:
         ds = datasets.load_sample()
         config = PRESETS["fast"]
     else:
-        ds = datasets.load_mnist(mnist_dir(data_dir), download=False, fallback=False)
+        ds = datasets.load_mnist(data_dir, download=False, fallback=False)
         config = PRESETS[which]
     load_seconds = time.perf_counter() - t0
     n = len(ds.X_train)

@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", choices=["mnist", "sample"], default="mnist",
                    help="mnist (default; downloaded once, falls back to the bundled 5,000-digit "
                    "sample when offline) or sample")
-    t.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST files, or a data folder holding "
-                   "them in mnist/ (default: $SCRATCHNET_DATA_DIR/mnist, else ~/.cache/scratchnet/mnist)")
+    t.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST files (in it or in its mnist/ "
+                   "folder; downloaded there if missing). Default: $SCRATCHNET_DATA_DIR, else ~/.cache/scratchnet")
     t.add_argument("--csv", metavar="TRAIN.csv", help="train on a CSV file (label,pixel0..pixel783) instead")
     t.add_argument("--test-csv", metavar="TEST.csv", help="test set for --csv")
     t.add_argument("--out", metavar="MODEL.npz", help="write the model to this file instead of the store")
@@ -247,18 +247,7 @@ def _load_train_data(args):
         return datasets.load_csv(args.csv, test_source=args.test_csv)
     if args.dataset == "sample":
         return datasets.load_sample()
-    return datasets.load_mnist(mnist_dir(args.data_dir), progress=_download_progress)
-
-
-def mnist_dir(option):
-    """``--data-dir``: the folder with the MNIST files, or a data root holding them in ``mnist/``."""
-    if option is None:
-        return None
-    d = Path(option).expanduser()
-    has_files = d.is_dir() and any(f.name.startswith(("train-images", "t10k-images")) for f in d.iterdir())
-    if not has_files and (d / "mnist").is_dir():
-        return d / "mnist"
-    return d
+    return datasets.load_mnist(args.data_dir, progress=_download_progress)
 
 
 def _download_progress(name, done, total) -> None:
@@ -491,7 +480,7 @@ def cmd_evaluate(args) -> int:
         y = labels
         source = f"csv:{Path(args.csv).name}"
     else:
-        ds = datasets.load_mnist(mnist_dir(args.data_dir), fallback=False, progress=_download_progress)
+        ds = datasets.load_mnist(args.data_dir, fallback=False, progress=_download_progress)
         for note in ds.notes:
             _err(f"note: {note}")
         if ds.X_test is None or not len(ds.X_test):
