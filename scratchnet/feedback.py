@@ -251,10 +251,16 @@ class FeedbackStore:
             out.append(Drawing(name, label, predicted, row.get("model") or "", row.get("created") or ""))
         return out
 
-    def list(self) -> list[Drawing]:
-        """Every usable drawing, oldest first."""
+    def list(self, check_files: bool = True) -> list[Drawing]:
+        """Every usable drawing, oldest first.
+
+        ``check_files=False`` skips one ``stat`` per drawing: the Draw page's running figures
+        are recomputed on every stroke and need not notice an image deleted by hand.
+        """
         with self._locked(exclusive=False):
             rows = self._read_rows()
+        if not check_files:
+            return rows
         return [d for d in rows if (self.directory / d.filename).is_file()]
 
     def __len__(self) -> int:

@@ -130,6 +130,7 @@ def test_unusable_rows_are_skipped(tmp_path):
         f.write(f"{good.filename},twelve,,,\n")  # bad label
         f.write("truncated-row")  # a half line
     assert [d.filename for d in store.list()] == [good.filename]
+    assert [d.filename for d in store.list(check_files=False)] == [good.filename, lost.filename]
     X, y = store.load_arrays()
     assert y.tolist() == [6]
 

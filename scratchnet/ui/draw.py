@@ -307,7 +307,7 @@ def drawings_summary(model_name: str | None) -> None:
     """The running accuracy on labelled drawings and the CSV export."""
     store = feedback.FeedbackStore()
     try:
-        drawings = store.list()
+        drawings = store.list(check_files=False)
     except OSError as err:
         st.warning(f"Cannot read the saved drawings: {err}")
         return
