@@ -121,7 +121,7 @@ def matching_preset(knobs: dict) -> str:
 # --------------------------------------------------------------------------- charts
 
 # Fixed Vega-Lite specs: rendering one costs a few ms, unlike st.line_chart's Altair rebuild.
-_X = {"field": "step", "type": "quantitative", "title": "Iteration"}
+_X = {"field": "step", "type": "quantitative", "title": "Iteration", "scale": {"domainMin": 0}}
 ACCURACY_SPEC = {
     "height": 260,
     "transform": [{"fold": ["Train", "Validation"], "as": ["Accuracy of", "accuracy"]}],
