@@ -377,6 +377,30 @@ def upscale_stack(images, factor: int) -> np.ndarray:
     return images.repeat(factor, axis=1).repeat(factor, axis=2)
 
 
+def initial_network(net: Network, metadata: dict) -> Network | None:
+    """The network as training started, rebuilt from the seed in the model's config.
+
+    Every scratchnet training builds its network with ``training.build_network(config)``, so the
+    config's seed gives back the exact starting weights. ``W - W_init`` is then what training
+    learned; with the notebook's large uniform init that is invisible in ``W`` itself. None when
+    the metadata holds no usable config or it does not produce this network's shapes.
+    """
+    from scratchnet.errors import ScratchnetError
+    from scratchnet.training import TrainConfig, build_network
+
+    cfg = (metadata or {}).get("config")
+    if not isinstance(cfg, dict):
+        return None
+    try:
+        config = TrainConfig.from_dict(cfg)
+        start = build_network(config, n_inputs=net.sizes[0], n_classes=net.sizes[-1])
+    except (ScratchnetError, TypeError, ValueError):
+        return None
+    if start.sizes != net.sizes or start.activation != net.activation:
+        return None
+    return start
+
+
 # --------------------------------------------------------------------------- one input
 
 

@@ -100,8 +100,8 @@ def test_following_a_digit_through_forward_and_backward(trained_model_store, sam
     w = ins.walkthrough(net, x, label, lr=meta["config"]["lr"])
     t = texts(at)
     assert f"validation digit #17" in t
-    assert f"**L = {w.loss:.4f}**" in t
-    assert f"from **{w.loss:.4f}** to **{w.loss_after:.4f}**" in t
+    assert f"**L = {w.loss:.4g}**" in t
+    assert f"from **{w.loss:.4g}** to **{w.loss_after:.4g}**" in t
     assert any(r"\theta := \theta - \alpha" in lt.value for lt in at.latex)
     assert any("A^{[0]} W^{[1]}" in lt.value for lt in at.latex)  # our row layout, beside the notebook's
     assert "batch" in t and "row" in t
@@ -154,3 +154,16 @@ def test_switching_models_in_the_sidebar(trained_model_store, sample):
     assert not at.exception
     assert metric(at, "Accuracy") == f"{(sample.y_val == 9).mean():.2%}"
     assert trained_model_store.active_name() == "test-model"  # only this page's view changed
+
+
+def test_weights_tab_can_show_what_training_changed(trained_model_store):
+    at = open_page()
+    net, meta = trained_model_store.load("test-model")
+    w_scale = ins.weight_picture(net.weights[0]).vmax
+    assert f"{w_scale:.3g} or more" in texts(at)
+    at.radio(key="inspect_weights_show").set_value("change").run()
+    assert not at.exception
+    start = ins.initial_network(net, meta)
+    d_scale = ins.weight_picture(net.weights[0] - start.weights[0]).vmax
+    t = texts(at)
+    assert "784 incoming weight changes" in t and f"{d_scale:.3g} or more" in t

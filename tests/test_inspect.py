@@ -207,6 +207,30 @@ def test_weight_picture_marks_dead_units_and_shares_scale():
         ins.weight_picture(W, dead=[True])
 
 
+def test_initial_network_is_where_training_started():
+    from scratchnet.training import TrainConfig, fit
+
+    rng = np.random.default_rng(6)
+    X = rng.random((64, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 64)
+    config = TrainConfig(hidden=(8,), init="notebook", optimizer="gd", lr=0.1, iterations=3,
+                         epochs=None, batch_size=None, seed=11)
+    net, _ = fit(config, X, y)
+    start = ins.initial_network(net, {"config": config.to_dict()})
+    expected = Network((784, 8, 10), init="notebook", seed=11)
+    for W, W0 in zip(start.weights, expected.weights):
+        np.testing.assert_array_equal(W, W0)
+    assert not np.array_equal(start.weights[0], net.weights[0])  # training moved the weights
+    # a pixel that is blank in every training image never gets a gradient: its weights are init
+    X2 = X.copy()
+    X2[:, 0] = 0
+    net2, _ = fit(config, X2, y)
+    np.testing.assert_array_equal(net2.weights[0][0], start.weights[0][0])
+    assert ins.initial_network(net, {}) is None
+    other = config.replace(hidden=(9,)).to_dict()
+    assert ins.initial_network(net, {"config": other}) is None
+
+
 def test_upscale_and_ink():
     img = np.array([[0.0, 1.0]], np.float32)
     big = ins.upscale(img, 3)

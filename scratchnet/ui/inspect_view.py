@@ -226,7 +226,7 @@ def _render_model(name: str, net: Network, meta: dict, model_key: tuple) -> None
     with tabs[1]:
         _mistakes_tab(data, ev)
     with tabs[2]:
-        _weights_tab(net, a, cached.weights_png)
+        _weights_tab(net, meta, model_key, a, cached.weights_png)
     with tabs[3]:
         _activations_tab(net, x, label, source, a)
     with tabs[4]:
@@ -309,16 +309,16 @@ def _evaluation_tab(data: EvalData, ev: ins.Evaluation) -> None:
     with right:
         st.markdown("**Accuracy per digit**")
         df = pd.DataFrame({"digit": np.arange(len(per)), "accuracy": per,
-                           "count": ev.confusion.sum(axis=1)})
+                           "digits": ev.confusion.sum(axis=1)})
         st.vega_lite_chart(df, {
-            "mark": {"type": "bar"},
+            "mark": {"type": "bar", "clip": True},
             "encoding": {
                 "y": {"field": "digit", "type": "ordinal"},
                 "x": {"field": "accuracy", "type": "quantitative",
                       "scale": {"domain": [max(0.0, float(np.nanmin(per)) - 0.05) if worst is not None else 0, 1]},
                       "axis": {"format": "%"}},
                 "tooltip": [{"field": "digit"}, {"field": "accuracy", "format": ".2%"},
-                            {"field": "count"}],
+                            {"field": "digits", "title": "digits in the set"}],
             },
             "height": 300,
         }, width="stretch")
@@ -346,10 +346,12 @@ def _confusion_chart(ev: ins.Evaluation) -> None:
     counts = ev.confusion.ravel()
     rows = ev.confusion.sum(axis=1)[t]
     df = pd.DataFrame({
-        "actual": t, "predicted": p, "count": counts,
+        "actual": t, "predicted": p, "n": counts,
         "share": np.where(rows > 0, counts / np.maximum(rows, 1), 0.0),
-        "mistakes": np.where(t != p, counts, np.nan),
+        "mistakes": np.where(t != p, counts, 0),
     })
+    off = np.where(t != p, counts, 0)
+    dark = 0.5 * off.max()  # cells darker than this get white numbers
     spec = {
         "height": 360,
         "layer": [
@@ -359,15 +361,20 @@ def _confusion_chart(ev: ins.Evaluation) -> None:
                 "encoding": {
                     "x": {"field": "predicted", "type": "ordinal", "title": "predicted", "axis": {"labelAngle": 0, "orient": "top"}},
                     "y": {"field": "actual", "type": "ordinal", "title": "true digit"},
+                    # Diagonal (correct) cells green, empty cells pale: the colour scale is spent
+                    # on the mistakes, which would be invisible next to ~1,000 correct digits.
                     "color": {
-                        "condition": {"test": "datum.actual == datum.predicted", "value": "#c7e9c0"},
+                        "condition": [
+                            {"test": "datum.actual == datum.predicted", "value": "#a1d99b"},
+                            {"test": "datum.n == 0", "value": "#f4f4f4"},
+                        ],
                         "field": "mistakes", "type": "quantitative", "title": "mistakes",
-                        "scale": {"scheme": "orangered", "type": "sqrt"},
+                        "scale": {"scheme": "orangered", "type": "sqrt", "domainMin": 0},
                     },
                     "opacity": {"condition": {"param": "cell", "value": 1, "empty": True}, "value": 0.35},
                     "tooltip": [
                         {"field": "actual", "title": "true"}, {"field": "predicted"},
-                        {"field": "count"}, {"field": "share", "format": ".1%", "title": "share of row"},
+                        {"field": "n", "title": "digits"}, {"field": "share", "format": ".1%", "title": "share of row"},
                     ],
                 },
             },
@@ -376,8 +383,9 @@ def _confusion_chart(ev: ins.Evaluation) -> None:
                 "encoding": {
                     "x": {"field": "predicted", "type": "ordinal"},
                     "y": {"field": "actual", "type": "ordinal"},
-                    "text": {"field": "count", "type": "quantitative"},
-                    "color": {"value": "#222"},
+                    "text": {"field": "n", "type": "quantitative"},
+                    "color": {"condition": {"test": f"datum.actual != datum.predicted && datum.n > {dark}",
+                                            "value": "white"}, "value": "#222"},
                 },
             },
         ],
@@ -411,48 +419,79 @@ def _mistakes_tab(data: EvalData, ev: ins.Evaluation) -> None:
     _gallery(data.X, idx, [_caption(ev, int(i)) for i in idx], "No mistakes match these filters.")
 
 
-def _weights_tab(net: Network, a: ins.Analysis, png: bytes | None) -> None:
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _change_png(model_key: tuple, _net: Network, _meta: dict, _dead) -> tuple[bytes, float] | None:
+    """The first layer's W - W_init drawn like the weights; None if the start is unknown."""
+    start = ins.initial_network(_net, _meta)
+    if start is None:
+        return None
+    pic = ins.weight_picture(_net.weights[0] - start.weights[0], _dead)
+    return _png(pic.image), pic.vmax
+
+
+def _weights_tab(net: Network, meta: dict, model_key: tuple, a: ins.Analysis,
+                 png: bytes | None) -> None:
     pic = a.weights
     if pic is None:
         st.info("The first layer is not fed by 28x28 pixels, so its weights cannot be drawn.")
         return
     n = len(pic.dead)
-    layer_word = "hidden unit" if len(net.weights) > 1 else "output class"
+    hidden = len(net.weights) > 1
+    layer_word = "hidden unit" if hidden else "output class"
+    show = st.radio(
+        "Draw", ["weights", "change"], horizontal=True, key="inspect_weights_show",
+        format_func=lambda o: {"weights": "the weights W",
+                               "change": "what training changed: W − W_init"}[o],
+        help="W_init is rebuilt exactly from the seed in the model's config.",
+    )
+    vmax = pic.vmax
+    if show == "change":
+        changed = _change_png(model_key, net, meta, pic.dead)
+        if changed is None:
+            st.caption("This model's file does not say how it was initialised, so its starting "
+                       "weights cannot be rebuilt; showing W.")
+        else:
+            png, vmax = changed
     st.markdown(
-        f"Each tile is one {layer_word}'s **784 incoming weights** laid out on the 28x28 grid. "
+        f"Each tile is one {layer_word}'s **784 incoming "
+        f"{'weights' if show == 'weights' else 'weight changes'}** laid out on the 28x28 grid. "
         "**Red** pixels push the unit's input *z* up when they have ink, **blue** ones push it "
         f"down, white ones do not matter. All {n} tiles share one scale "
-        f"(full colour = |w| ≥ {pic.vmax:.3g}), so tiles can be compared."
+        f"(full colour = {vmax:.3g} or more), so tiles can be compared."
     )
-    if len(net.weights) > 1:
-        dead = a.activity[0]
-        st.markdown(
-            f"Units framed in **black** never fired (output {'> 0' if net.activation == 'relu' else 'never changed'}) "
-            f"on any of the {a.evaluation.n:,} digits: **{dead.n_dead} of {n}** in the first "
-            "layer are dead." if dead.n_dead else
-            f"Every unit fired on at least one of the {a.evaluation.n:,} digits: no dead units."
-        )
+    if show == "weights" and (meta.get("config") or {}).get("init") == "notebook":
+        st.caption("This model started from the notebook's uniform random weights in [−0.5, 0.5), "
+                   "which training changes only a little: the tiles look like noise. Choose "
+                   "*what training changed* to see what it learned.")
+    if hidden:
+        counts = ", ".join(f"layer {x.layer}: {x.n_dead} of {len(x.dead)}" for x in a.activity)
+        if a.activity[0].n_dead:
+            st.markdown(f"Units framed in **black** never fired on any of the "
+                        f"{a.evaluation.n:,} digits (dead units: {counts}).")
+        else:
+            st.markdown(f"Every first-layer unit fired on at least one of the {a.evaluation.n:,} "
+                        f"digits (dead units: {counts}).")
     st.image(png, width=min(pic.image.shape[1], 1100))
-    if len(net.weights) > 1:
-        rows = []
-        for act in a.activity:
-            rows.append({
-                "layer": act.layer, "units": len(act.dead), "dead": act.n_dead,
-                "median share of digits a unit fires on": float(np.median(act.active_fraction)),
-            })
-        st.dataframe(pd.DataFrame(rows), hide_index=True,
-                     column_config={"median share of digits a unit fires on":
-                                    st.column_config.NumberColumn(format="percent")})
+    if hidden:
+        st.dataframe(pd.DataFrame([{
+            "layer": x.layer, "units": len(x.dead), "dead": x.n_dead,
+            "median share of digits a unit fires on": float(np.median(x.active_fraction)),
+        } for x in a.activity]), hide_index=True,
+            column_config={"median share of digits a unit fires on":
+                           st.column_config.NumberColumn(format="percent")})
         act = a.activity[0]
         df = pd.DataFrame({"unit": np.arange(len(act.dead)), "fires on": act.active_fraction,
-                           "dead": np.where(act.dead, "dead", "alive")})
-        st.markdown("**How often each first-layer unit fires** (share of digits with output > 0)")
+                           "state": np.where(act.dead, "dead", "alive")})
+        st.markdown("**How often each first-layer unit fires** (share of digits with output "
+                    f"{'> 0' if net.activation == 'relu' else 'above 0'})")
         st.vega_lite_chart(df, {
             "mark": {"type": "bar"},
             "encoding": {
-                "x": {"field": "unit", "type": "ordinal", "axis": {"labels": len(df) <= 64, "ticks": False}},
-                "y": {"field": "fires on", "type": "quantitative", "axis": {"format": "%"}},
-                "color": {"field": "dead", "type": "nominal",
+                "x": {"field": "unit", "type": "ordinal",
+                      "axis": {"labels": len(df) <= 64, "ticks": False}},
+                "y": {"field": "fires on", "type": "quantitative", "axis": {"format": "%"},
+                      "scale": {"domain": [0, 1]}},
+                "color": {"field": "state", "type": "nominal", "legend": None,
                           "scale": {"domain": ["alive", "dead"], "range": ["#4c78a8", "#222222"]}},
                 "tooltip": [{"field": "unit"}, {"field": "fires on", "format": ".1%"}],
             },
@@ -557,9 +596,9 @@ def _how_it_works_tab(net: Network, meta: dict, x, label: int, source: str) -> N
         st.markdown(f"**Layer {l}**: W{l} has shape {T.W_shape}, b{l} has shape {T.b_shape}.")
         c1, c2 = st.columns(2)
         c1.latex(rf"\text{{notebook: }} Z^{{[{l}]}} = W^{{[{l}]}} A^{{[{l-1}]}} + b^{{[{l}]}}")
-        c2.latex(rf"\text{{here: }} Z^{{[{l}]}} = A^{{[{l-1}]}} W^{{[{l}]}} + b^{{[{l}]}}"
-                 rf"\quad (1\times{T.W_shape[0]})(  {T.W_shape[0]}\times{T.W_shape[1]}) \to (1\times{T.W_shape[1]})")
-        st.markdown(f"z{l} = `{_vec(T.z)}`")
+        c2.latex(rf"\text{{here: }} Z^{{[{l}]}} = A^{{[{l-1}]}} W^{{[{l}]}} + b^{{[{l}]}}")
+        st.markdown(f"Shapes here: (1 × {T.W_shape[0]}) · ({T.W_shape[0]} × {T.W_shape[1]}) + "
+                    f"({T.W_shape[1]},) → (1 × {T.W_shape[1]}).  z{l} = `{_vec(T.z)}`")
         if T.activation == "relu":
             st.latex(rf"A^{{[{l}]}} = \mathrm{{ReLU}}(Z^{{[{l}]}}) = \max(0, Z^{{[{l}]}})")
             st.markdown(f"a{l} = `{_vec(T.a)}`: {int((T.a > 0).sum())} of {len(T.a)} units are "
@@ -577,19 +616,23 @@ def _how_it_works_tab(net: Network, meta: dict, x, label: int, source: str) -> N
             st.markdown(
                 "Subtracting the largest score first changes nothing mathematically but keeps "
                 f"`exp` from overflowing (max z = {m:.3f}).")
-            st.dataframe(pd.DataFrame({
-                "digit": np.arange(len(T.z)), "z": T.z, "z − max z": T.z - m,
-                "exp(z − max z)": np.exp(T.z - m), "softmax p": T.a,
-            }).set_index("digit").T, width="stretch")
+            table = pd.DataFrame({
+                "z": T.z, "z − max z": T.z - m, "exp(z − max z)": np.exp(T.z - m),
+                "softmax p": T.a,
+            }).T
+            st.dataframe(table.map(lambda v: f"{v:.3g}"), width="stretch")
 
     st.subheader("3 · The loss")
     st.latex(r"L = -\sum_k Y_k \log A^{[%d]}_k = -\log p_{\text{true}}" % L)
     st.markdown(f"Y is the one-hot vector of the label {label}; p({label}) = {w.probs[label]:.4f}, "
-                f"so **L = {w.loss:.4f}**. The model predicts {w.prediction}.")
+                f"so **L = {w.loss:.4g}**. The model predicts {w.prediction}."
+                + (" A confident, correct answer costs almost nothing and its gradients are tiny: "
+                   "try *A random mistake* in the sidebar to see a digit that pulls hard."
+                   if w.loss < 0.01 else ""))
 
     st.subheader("4 · Backward pass")
     st.latex(rf"dZ^{{[{L}]}} = A^{{[{L}]}} - Y")
-    st.markdown(f"dZ{L} = `{_vec(w.dz_out, 10, '{:+.3f}')}`: the output's error, negative only at "
+    st.markdown(f"dZ{L} = `{_vec(w.dz_out, 10, '{:+.3g}')}`: the output's error, negative only at "
                 f"the true class {label}. Softmax and cross-entropy together make this simple.")
     c1, c2 = st.columns(2)
     c1.latex(r"\text{notebook: } dW^{[l]} = \tfrac{1}{m}\, dZ^{[l]} A^{[l-1]\top},\quad "
@@ -611,7 +654,7 @@ def _how_it_works_tab(net: Network, meta: dict, x, label: int, source: str) -> N
     st.latex(r"\theta := \theta - \alpha \frac{\partial L}{\partial \theta}")
     st.markdown(
         f"One plain gradient-descent step on this digit alone with α = {w.lr:g} (this model's "
-        f"learning rate) would move the loss from **{w.loss:.4f}** to **{w.loss_after:.4f}**. "
+        f"learning rate) would move the loss from **{w.loss:.4g}** to **{w.loss_after:.4g}**. "
         "Training repeats this on batches of digits, thousands of times"
         + (f" (this model used {cfg.get('optimizer')}, which scales each step adaptively)."
            if cfg.get("optimizer") not in (None, "gd") else ".")
