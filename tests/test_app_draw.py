@@ -166,6 +166,15 @@ def test_model_choice_defaults_to_the_active_model(trained_model_store):
     box.set_value("other").run()
     assert not at.exception
     assert trained_model_store.active_name() == "test-model"  # a per-page choice only
+    at.run()
+    assert at.selectbox(key="draw_model").value == "other"  # kept across reruns
+    trained_model_store.set_active("other")  # e.g. made active on the Train page
+    at.run()
+    box = at.selectbox(key="draw_model")
+    assert box.value == "other" and "other (active)" in box.options
+    trained_model_store.set_active("test-model")
+    at.run()
+    assert at.selectbox(key="draw_model").value == "test-model"  # follows a new active model
 
 
 def test_no_model_offers_one_click_training(env_dirs, monkeypatch):

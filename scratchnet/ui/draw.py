@@ -30,6 +30,7 @@ QUICK_STEPS = 400  # one-click model: the fast preset, capped to a few seconds o
 
 CANVAS_GEN = "draw_canvas_gen"  # bumped by "Clear": a new key gives a fresh, empty canvas
 MODEL_CHOICE = "draw_model"
+ACTIVE_SEEN = "draw_active_seen"  # the active model when this session last looked
 SAVED = "draw_saved"  # {input fingerprint: label} of drawings this session already labelled
 
 
@@ -64,9 +65,12 @@ def choose_model():
     names = [i.name for i in infos]
     active = store.active_name()
     current = st.session_state.get(MODEL_CHOICE)
-    if current not in names:
+    # Follow the active model when it changes (a new one trained on the Train page), otherwise
+    # keep this session's own pick.
+    if current not in names or st.session_state.get(ACTIVE_SEEN) != active:
         current = active if active in names else names[0]
         st.session_state[MODEL_CHOICE] = current
+    st.session_state[ACTIVE_SEEN] = active
     name = st.selectbox(
         "Model",
         names,
@@ -81,7 +85,7 @@ def choose_model():
         net, meta = _load(str(info.path), stat.st_mtime_ns, stat.st_size)
     except (OSError, ScratchnetError) as err:
         common.show_error(err)
-        return None
+        st.stop()
     acc = (meta.get("metrics") or {}).get("test_accuracy") or (meta.get("metrics") or {}).get("val_accuracy")
     shape = "-".join(str(s) for s in net.sizes)
     st.caption(
