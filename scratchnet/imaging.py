@@ -21,6 +21,7 @@ import io
 import math
 import os
 import warnings
+from struct import error as struct_error
 from pathlib import Path
 
 import numpy as np
@@ -79,12 +80,12 @@ def load_image(source) -> Image.Image:
     The size is checked from the header before any pixel is decoded, so a decompression bomb
     costs nothing. EXIF rotation (phone photos) is applied.
     """
-    name = "the image"
+    name = "the file"
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         name = f"'{path.name}'"
         if not path.is_file():
-            raise DataError(f"Image file {name} does not exist or is not a file.")
+            raise DataError(f"File {name} does not exist or is not a file.")
         fp = path
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -100,42 +101,41 @@ def load_image(source) -> Image.Image:
             f"Cannot read an image from a {type(source).__name__}; give a file path, bytes or an "
             "uploaded file."
         )
+    limit = f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels, please use a smaller image."
+    im = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fp)
+            im = Image.open(fp)  # reads the header only
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise DataError(
-                    f"{name.capitalize() if name == 'the image' else 'Image ' + name} is {w}x{h} "
-                    f"pixels ({w * h / 1e6:.0f} megapixels); the limit is "
-                    f"{MAX_PIXELS / 1e6:.0f} megapixels, please use a smaller image."
-                )
+                raise DataError(f"{_cap(name)} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); {limit}")
             if w == 0 or h == 0:
                 raise DataError(f"{_cap(name)} has no pixels ({w}x{h}).")
             if im.format == "JPEG":
                 im.draft(im.mode, (2048, 2048))  # decode big JPEGs at reduced scale: faster
             im.load()
-            im = ImageOps.exif_transpose(im)
+            out = ImageOps.exif_transpose(im)  # a new image (first frame), the file can close
     except DataError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise DataError(
-            f"{_cap(name)} is far too large to decode safely ({exc}); the limit is "
-            f"{MAX_PIXELS / 1e6:.0f} megapixels."
-        ) from None
+    except Image.DecompressionBombError:
+        bomb = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise DataError(f"{_cap(name)} has more than {bomb:.0f} megapixels; {limit}") from None
     except UnidentifiedImageError:
         raise DataError(
-            f"{_cap(name)} is not an image format that can be read (use PNG, JPEG, GIF, BMP, "
-            "TIFF or WebP)."
+            f"{_cap(name)} is not an image that can be read (use PNG, JPEG, GIF, BMP, TIFF "
+            "or WebP)."
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct_error) as exc:
         raise DataError(f"{_cap(name)} is damaged or truncated and cannot be decoded ({exc}).") from None
-    return im
+    finally:
+        if im is not None and fp is not source:  # close what we opened, not the caller's file
+            im.close()
+    return out
 
 
 def _cap(name: str) -> str:
-    return "The image" if name == "the image" else f"Image {name}"
+    return "The file" if name == "the file" else f"File {name}"
 
 
 # ------------------------------------------------------------------------------- ink extraction
@@ -169,7 +169,7 @@ def _pil_gray_alpha(im: Image.Image):
     if mode in ("RGBa", "La"):
         im = im.convert("RGBA" if mode == "RGBa" else "LA")
         mode = im.mode
-    if w_h_too_large(im.size):
+    if _too_large(im.size):
         raise DataError(
             f"The image is {im.size[0]}x{im.size[1]} pixels; the limit is "
             f"{MAX_PIXELS / 1e6:.0f} megapixels."
@@ -191,7 +191,7 @@ def _pil_gray_alpha(im: Image.Image):
     return np.asarray(_reduce_large(rgb.convert("L"))), None
 
 
-def w_h_too_large(size) -> bool:
+def _too_large(size) -> bool:
     return size[0] * size[1] > MAX_PIXELS
 
 
@@ -478,12 +478,6 @@ def normalize_stroke(work: np.ndarray, keep=MNIST_STROKE_KEEP, target=MNIST_STRO
             break
         out, w = nxt, w_next
     return out
-
-
-def _extent(a: np.ndarray) -> int:
-    r = np.flatnonzero(a.max(axis=1) > 0.02)
-    c = np.flatnonzero(a.max(axis=0) > 0.02)
-    return 0 if len(r) == 0 else max(r[-1] - r[0] + 1, c[-1] - c[0] + 1)
 
 
 def shrink_to_box(img: np.ndarray, box: int = BOX) -> np.ndarray:
