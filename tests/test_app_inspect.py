@@ -167,3 +167,17 @@ def test_weights_tab_can_show_what_training_changed(trained_model_store):
     d_scale = ins.weight_picture(net.weights[0] - start.weights[0]).vmax
     t = texts(at)
     assert "784 incoming weight changes" in t and f"{d_scale:.3g} or more" in t
+
+
+def test_cell_choice_follows_the_model(trained_model_store, sample):
+    net, meta = trained_model_store.load("test-model")
+    other = net.copy()
+    other.weights[-1][:, 8] += 0.5  # leans towards 8: a different most frequent confusion
+    trained_model_store.save(other, meta, name="leans-eight")
+    at = open_page()
+    at.selectbox(key="inspect_model").set_value("leans-eight").run()
+    ev = ins.evaluate(other, sample.X_val, sample.y_val)
+    t, p, _ = ev.worst_confusions(1)[0]
+    first = ins.evaluate(net, sample.X_val, sample.y_val).worst_confusions(1)[0]
+    assert (t, p) != first[:2]  # otherwise this test could not tell
+    assert (at.selectbox(key="inspect_cm_true").value, at.selectbox(key="inspect_cm_pred").value) == (t, p)

@@ -27,8 +27,10 @@ DRAW_LABEL_KEY = "inspect_drawing_label"
 CM_TRUE_KEY = "inspect_cm_true"
 CM_PRED_KEY = "inspect_cm_pred"
 CM_CLICK_KEY = "_inspect_cm_last_click"
+CM_FOR_KEY = "_inspect_cm_for"  # (model, data) the cell choice belongs to
 LAST_DRAWING_KEY = "last_drawing"  # written by the Draw page
 ANY = "any"
+RARE = 0.05  # units firing on fewer digits than this are called nearly dead
 
 
 # --------------------------------------------------------------------------- data and caching
@@ -222,7 +224,7 @@ def _render_model(name: str, net: Network, meta: dict, model_key: tuple) -> None
          "📈 Training"]
     )
     with tabs[0]:
-        _evaluation_tab(data, ev)
+        _evaluation_tab(data, ev, (model_key, data.kind))
     with tabs[1]:
         _mistakes_tab(data, ev)
     with tabs[2]:
@@ -290,7 +292,7 @@ def _pick_input(data: EvalData, ev: ins.Evaluation, net: Network):
 # --------------------------------------------------------------------------- tabs
 
 
-def _evaluation_tab(data: EvalData, ev: ins.Evaluation) -> None:
+def _evaluation_tab(data: EvalData, ev: ins.Evaluation, key: tuple) -> None:
     for note in data.notes:
         st.caption(f"ℹ️ {note}")
     c1, c2, c3 = st.columns(3)
@@ -328,7 +330,9 @@ def _evaluation_tab(data: EvalData, ev: ins.Evaluation) -> None:
             f"{t} read as {p} ({c}×)" for t, p, c in confused))
 
     st.markdown("**The digits behind a cell**")
-    if CM_TRUE_KEY not in st.session_state and confused:
+    if confused and st.session_state.get(CM_FOR_KEY) != key:
+        # A different model or data set: start from its own most frequent confusion.
+        st.session_state[CM_FOR_KEY] = key
         st.session_state[CM_TRUE_KEY], st.session_state[CM_PRED_KEY] = confused[0][:2]
     c1, c2, _ = st.columns([1, 1, 3])
     t = c1.selectbox("True digit", list(range(10)), key=CM_TRUE_KEY)
@@ -471,6 +475,13 @@ def _weights_tab(net: Network, meta: dict, model_key: tuple, a: ins.Analysis,
         else:
             st.markdown(f"Every first-layer unit fired on at least one of the {a.evaluation.n:,} "
                         f"digits (dead units: {counts}).")
+    if hidden:
+        first = a.activity[0]
+        rare = np.flatnonzero(~first.dead & (first.active_fraction < RARE))
+        if len(rare):
+            st.caption("Nearly dead (fire on fewer than 5% of digits): " + ", ".join(
+                f"unit {j} ({first.active_fraction[j]:.1%})" for j in rare[:12])
+                + (", …" if len(rare) > 12 else "") + ". Units are numbered row by row.")
     st.image(png, width=min(pic.image.shape[1], 1100))
     if hidden:
         st.dataframe(pd.DataFrame([{
