@@ -9,7 +9,7 @@ hairline strokes, tiny or off-centre drawings.
 
 Pipeline (each step is a small public function, tested on its own):
 ``gray_and_alpha`` -> ``flatten_alpha`` -> ``ink_levels`` / ``ink_map`` (white ink on black,
-noise floor at 0, peak at 255) -> ``ink_bbox`` (ignores far-away specks) -> ``check_ink`` (raises
+noise floor at 0, peak at 255; ``even_background`` for shadowed photos) -> ``ink_bbox`` (ignores far-away specks) -> ``check_ink`` (raises
 ``EmptyImageError``) -> ``fit_box`` (longer side to 80 px = 4x oversampled) -> ``normalize_stroke``
 (stroke width into MNIST's range via grey dilation/erosion) -> ``shrink_to_box`` (longer side 20 px)
 -> ``place_by_mass`` (28x28, centre of mass at (14, 14)).
@@ -42,6 +42,8 @@ __all__ = [
     "flatten_alpha",
     "ink_levels",
     "ink_map",
+    "border_is_uneven",
+    "even_background",
     "ink_bbox",
     "check_ink",
     "fit_box",
@@ -279,8 +281,7 @@ def ink_levels(gray: np.ndarray) -> tuple[bool, int, int]:
     reached by the strongest 0.02% of pixels (not the max, so a few hot pixels do not count).
     Both are returned in the inverted (ink-is-bright) scale.
     """
-    border = np.concatenate((gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]))
-    bg = int(np.median(border))
+    bg = int(np.median(_border(gray)))
     hist = np.bincount(gray.ravel(), minlength=256) if gray.size < 4096 else np.asarray(
         Image.fromarray(gray).histogram()
     )
@@ -300,9 +301,55 @@ _NOISE_FLOOR = 0.12  # fraction of the ink contrast treated as paper noise (mapp
 _MIN_CONTRAST = 40  # levels between paper and ink below which there is no visible ink
 
 
+def _border(gray: np.ndarray) -> np.ndarray:
+    return np.concatenate((gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]))
+
+
+_UNEVEN_BORDER = 24  # grey levels between the border's 10th and 90th percentile: uneven light
+
+
+def border_is_uneven(gray: np.ndarray) -> bool:
+    """True when the paper along the border varies more than noise does (shadow, vignetting)."""
+    b = _border(gray)
+    k10, k90 = int(0.1 * (b.size - 1)), int(0.9 * (b.size - 1))
+    part = np.partition(b, (k10, k90))
+    return int(part[k90]) - int(part[k10]) > _UNEVEN_BORDER
+
+
+def even_background(ink: np.ndarray) -> np.ndarray:
+    """Subtract a smooth paper level from bright-ink uint8 (a shadow across a photographed page).
+
+    The paper level is the darkest local average in blocks of about a tenth of the image (wider
+    than strokes, so every neighbourhood holds some paper), interpolated smoothly: ink stands
+    out from its own surroundings instead of from the page's brightest corner.
+    """
+    h, w = ink.shape
+    im = Image.fromarray(ink)
+    # average 4x4-ish first (noise does not then drag block minima down), ~48 px across
+    small = np.asarray(im.resize((max(1, min(w, 48 * w // max(h, w))), max(1, min(h, 48 * h // max(h, w)))),
+                                 Image.BOX), np.int16)
+    sh, sw = small.shape
+    b = 5
+    gh, gw = -(-sh // b), -(-sw // b)
+    padded = np.pad(small, ((0, gh * b - sh), (0, gw * b - sw)), mode="edge")
+    blocks = padded.reshape(gh, b, gw, b).min(axis=(1, 3))
+    p = np.pad(blocks, 1, mode="edge")  # and the neighbours' minimum: strokes up to ~2 blocks
+    blocks = np.minimum.reduce([p[i : i + gh, j : j + gw] for i in range(3) for j in range(3)])
+    paper = Image.fromarray(blocks.astype(np.uint8)).resize((gw * b, gh * b), Image.BILINEAR)
+    paper = paper.crop((0, 0, sw, sh)).resize((w, h), Image.BILINEAR)
+    return np.clip(ink.astype(np.int16) - np.asarray(paper, np.int16), 0, 255).astype(np.uint8)
+
+
 def ink_map(gray: np.ndarray, levels=None) -> np.ndarray:
-    """White-on-black uint8 ink: paper and faint noise -> 0, ink peak -> 255, linear between."""
+    """White-on-black uint8 ink: paper and faint noise -> 0, ink peak -> 255, linear between.
+
+    Uneven paper (a shadow across a photo: the border varies by more than noise) is evened out
+    first with ``even_background``.
+    """
     invert, bg, peak = ink_levels(gray) if levels is None else levels
+    if border_is_uneven(gray):
+        gray = even_background(255 - gray if invert else gray)
+        invert, bg, peak = ink_levels(gray)
     if peak - bg < _MIN_CONTRAST:
         raise EmptyImageError("No ink found: the image is (almost) blank.")
     lo = bg + _NOISE_FLOOR * (peak - bg)

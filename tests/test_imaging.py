@@ -20,7 +20,9 @@ from scratchnet.imaging import (
     MNIST_STROKE_WIDTH,
     canvas_to_mnist,
     center_of_mass,
+    border_is_uneven,
     check_ink,
+    even_background,
     fit_box,
     flatten_alpha,
     gray_and_alpha,
@@ -178,6 +180,30 @@ def test_grey_noisy_paper_does_not_stretch_the_box():
     out = to_mnist(np.clip(paper, 0, 255).astype(np.uint8))
     assert corr(out, clean) > 0.9
     assert max(ink_box_sides(out, 0.05)) == 20
+
+
+def test_shadow_across_a_photo_is_evened_out():
+    rng = np.random.default_rng(1)
+    clean = to_mnist(draw_nine(fg=0, bg=255))
+    yy, xx = np.mgrid[0:280, 0:280] / 280.0
+    for shadow in (0, 60, 100):
+        paper = 185 - shadow / 2 + shadow * (0.6 * xx + 0.4 * yy)  # one corner darker
+        ink = np.asarray(draw_nine(), np.float64) / 255
+        img = paper * (1 - 0.7 * ink) + rng.normal(0, 4, paper.shape)
+        out = to_mnist(np.clip(img, 0, 255).astype(np.uint8))
+        assert corr(out, clean) > 0.9, shadow
+        assert max(ink_box_sides(out, 0.05)) == 20
+
+
+def test_even_background_removes_a_smooth_gradient_and_keeps_ink():
+    yy, xx = np.mgrid[0:200, 0:300]
+    ink = np.asarray(draw_nine(size=300, box=(80, 20, 220, 180), width=12), np.int16)[:200]
+    img = np.clip(ink * 0.6 + 0.25 * xx, 0, 255).astype(np.uint8)  # paper 0..75 left to right
+    assert border_is_uneven(img) and not border_is_uneven(ink.astype(np.uint8))
+    flat = even_background(img)
+    paper = ink == 0
+    assert np.percentile(flat[paper], 95) < 12  # the gradient is gone
+    assert np.median(flat[ink > 200]) > 130  # the strokes (0.6 * 255 = 153) are still there
 
 
 def test_a_far_away_speck_is_ignored():
