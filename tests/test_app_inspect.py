@@ -38,10 +38,14 @@ def sample():
 
 
 def test_no_model_points_to_train_page(env_dirs):
-    at = open_page()
+    # Run through the app's entry point so st.page_link can resolve pages/1_Train.py.
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/3_Inspect.py").run()
+    assert not at.exception, at.exception
     assert not at.error
     assert any("no trained model" in i.value.lower() for i in at.info)
-    assert [link.proto.page for link in at.page_link] == ["pages/1_Train.py"]
+    assert [link.proto.page for link in at.page_link] == ["Train"]
     assert not at.tabs
 
 
