@@ -281,7 +281,8 @@ def ink_levels(gray: np.ndarray) -> tuple[bool, int, int]:
     reached by the strongest 0.02% of pixels (not the max, so a few hot pixels do not count).
     Both are returned in the inverted (ink-is-bright) scale.
     """
-    bg = int(np.median(_border(gray)))
+    border = _border(gray)
+    bg = int(np.partition(border, border.size // 2)[border.size // 2])  # median
     hist = np.bincount(gray.ravel(), minlength=256) if gray.size < 4096 else np.asarray(
         Image.fromarray(gray).histogram()
     )
@@ -396,22 +397,25 @@ def ink_bbox(ink: np.ndarray, speck_fraction: float = 0.02):
     ``speck_fraction`` of the ink mass (dust, a stray dot, a scanner smudge) are ignored, so one
     speck does not stretch the box; touching ink is always kept, whatever its intensity.
     """
-    rows = ink.sum(axis=1, dtype=np.uint32)
-    if not rows.any():
+    box = Image.fromarray(ink).getbbox()  # (left, top, right, bottom) of all non-zero ink
+    if box is None:
         return None
-    cols = ink.sum(axis=0, dtype=np.uint32)
+    x0, y0 = box[0], box[1]
+    sub = ink[box[1] : box[3], box[0] : box[2]]
+    rows = sub.sum(axis=1, dtype=np.uint32)
+    cols = sub.sum(axis=0, dtype=np.uint32)
     top, bottom = _trim(rows, speck_fraction)
     left, right = _trim(cols, speck_fraction)
     if top != 0 or bottom != len(rows) or left != 0 or right != len(cols):
         # specks removed along one axis can leave empty margins along the other: re-tighten
-        sub = ink[top:bottom, left:right]
+        sub = sub[top:bottom, left:right]
         r = np.flatnonzero(sub.any(axis=1))
         c = np.flatnonzero(sub.any(axis=0))
         if len(r) == 0:
             return None
         top, bottom = top + int(r[0]), top + int(r[-1]) + 1
         left, right = left + int(c[0]), left + int(c[-1]) + 1
-    return top, bottom, left, right
+    return y0 + top, y0 + bottom, x0 + left, x0 + right
 
 
 def check_ink(ink: np.ndarray, bbox) -> None:
