@@ -71,52 +71,68 @@ def affine_batch(X: np.ndarray, params: np.ndarray, out: np.ndarray | None = Non
 _local = threading.local()
 
 
-def _quads_buffer(n: int) -> np.ndarray:
-    """A per-thread (n, 29, 29, 4) buffer whose never-written border taps stay 0 across calls."""
-    cache = getattr(_local, "quads", None)
-    if cache is None or cache.shape[0] != n:
-        cache = np.zeros((n, _PADDED - 1, _PADDED - 1, 4), np.float32)
-        _local.quads = cache
-    return cache
+class _Workspace:
+    """Per-thread buffers for one chunk size: the training loop calls us thousands of times with
+    the same batch size, and re-allocating ~8 MB of temporaries each time costs page faults."""
+
+    def __init__(self, n: int):
+        self.n = n
+        # quads: for every (image, r, c) of the zero-padded image the 2x2 neighbourhood
+        # [p(r, c), p(r, c+1), p(r+1, c), p(r+1, c+1)] as one 16-byte item, so one gather
+        # fetches all four bilinear taps. Border taps are never written: they stay 0.
+        self.quads = np.zeros((n, _PADDED - 1, _PADDED - 1, 4), np.float32)
+        self.M = np.empty((2 * n, 3), np.float32)
+        self.src = np.empty((2 * n, SIDE * SIDE), np.float32)
+        self.base = np.empty((2 * n, SIDE * SIDE), np.float32)
+        self.flat = np.empty((n, SIDE * SIDE), np.intp)
+        self.taps = np.empty((n, SIDE * SIDE), np.complex128)
+        self.planar = np.empty((4, n, SIDE * SIDE), np.float32)
+        self.offsets = (np.arange(n, dtype=np.float32) * np.float32((_PADDED - 1) ** 2))[:, None]
+
+
+def _workspace(n: int) -> _Workspace:
+    ws = getattr(_local, "ws", None)
+    if ws is None or ws.n != n:
+        ws = _local.ws = _Workspace(n)
+    return ws
 
 
 def _affine_chunk(X, params, out):
     n = X.shape[0]
-    # zero-padded copy, then "quads": for every (image, row, col) the 2x2 neighbourhood
-    # [p(r, c), p(r, c+1), p(r+1, c), p(r+1, c+1)] stored as one 16-byte item, so a single
-    # gather fetches all four bilinear taps (4x fewer index lookups than four separate gathers)
-    quads = _quads_buffer(n)
+    ws = _workspace(n)
     img = X.reshape(n, SIDE, SIDE)
-    quads[:, 1:, 1:, 0] = img  # quad (r, c) covers padded pixels r..r+1, c..c+1, i.e. image
-    quads[:, 1:, :-1, 1] = img  # pixels r-1..r, c-1..c: each image pixel appears in 4 quads
-    quads[:, :-1, 1:, 2] = img
-    quads[:, :-1, :-1, 3] = img
+    q = ws.quads
+    q[:, 1:, 1:, 0] = img  # quad (r, c) covers padded pixels r..r+1, c..c+1, i.e. image
+    q[:, 1:, :-1, 1] = img  # pixels r-1..r, c-1..c: each image pixel appears in 4 quads
+    q[:, :-1, 1:, 2] = img
+    q[:, :-1, :-1, 3] = img
 
     # inverse map as one (2n, 3) @ (3, 784) product: rows of source row / column coordinates
     ty, tx, ang, s = params.T
     cos = np.cos(ang) / s
     sin = np.sin(ang) / s
-    M = np.empty((2 * n, 3), np.float32)
+    M = ws.M
     M[:n, 0], M[:n, 1] = cos, -sin  # source row = cos*dr - sin*dc + offset
     M[n:, 0], M[n:, 1] = sin, cos  # source col = sin*dr + cos*dc + offset
     M[:n, 2] = _CENTRE + 1 - (cos * ty - sin * tx)  # + 1: padded coordinates
     M[n:, 2] = _CENTRE + 1 - (sin * ty + cos * tx)
-    src = M @ _GRID  # (2n, 784)
+    src = np.matmul(M, _GRID, out=ws.src)  # (2n, 784)
     # far outside -> the zero border; the top end keeps the (r+1, c+1) tap inside the quads
     np.clip(src, 0.0, np.float32(_PADDED - 2), out=src)
-    base = np.floor(src)
+    base = np.floor(src, out=ws.base)
     src -= base  # now the fractional parts
     fy, fx = src[:n], src[n:]
     # flat quad index, in float32 (exact: < 2**24) then one conversion
     flat = base[:n]
     flat *= np.float32(_PADDED - 1)
     flat += base[n:]
-    flat += (np.arange(n, dtype=np.float32) * np.float32((_PADDED - 1) ** 2))[:, None]
-    flat = flat.astype(np.intp)
+    flat += ws.offsets
+    ws.flat[...] = flat
 
-    q = quads.reshape(-1).view(np.complex128).take(flat).view(np.float32).reshape(n, -1, 4)
-    q = q.transpose(2, 0, 1).copy()  # planar (4, n, 784): the arithmetic below runs contiguous
-    a, b, c, d = q
+    np.take(q.reshape(-1).view(np.complex128), ws.flat, out=ws.taps, mode="clip")  # unbuffered
+    # planar (4, n, 784) copy: the arithmetic below then runs on contiguous arrays
+    ws.planar[...] = ws.taps.view(np.float32).reshape(n, -1, 4).transpose(2, 0, 1)
+    a, b, c, d = ws.planar
     b -= a
     b *= fx
     a += b  # top row, interpolated along x
