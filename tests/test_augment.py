@@ -152,3 +152,25 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError):
         affine_batch(X, np.zeros((3, 4), np.float32))
     assert augment_batch(np.zeros((0, 784), np.float32), rng).shape == (0, 784)
+
+
+def test_threads_and_changing_batch_sizes_do_not_share_buffers(digits):
+    import threading
+
+    p = random_affine_params(len(digits), np.random.default_rng(9))
+    want = affine_batch(digits, p)
+    got = {}
+
+    def work(k):
+        for size in (len(digits), 7, len(digits)):  # workspace rebuilt for each size change
+            res = affine_batch(digits[:size], p[:size])
+        got[k] = res
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(3):
+        np.testing.assert_array_equal(got[k], want)
+    np.testing.assert_array_equal(affine_batch(digits[:7], p[:7]), want[:7])
