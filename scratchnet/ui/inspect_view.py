@@ -665,7 +665,8 @@ def _how_it_works_tab(net: Network, meta: dict, x, label: int, source: str) -> N
     st.latex(r"\theta := \theta - \alpha \frac{\partial L}{\partial \theta}")
     st.markdown(
         f"One plain gradient-descent step on this digit alone with α = {w.lr:g} (this model's "
-        f"learning rate) would move the loss from **{w.loss:.4g}** to **{w.loss_after:.4g}**. "
+        f"learning rate) would move the loss from **{w.loss:.4g}** to **{w.loss_after:.4g}** "
+        f"(a change of {w.loss_after - w.loss:+.3g}). "
         "Training repeats this on batches of digits, thousands of times"
         + (f" (this model used {cfg.get('optimizer')}, which scales each step adaptively)."
            if cfg.get("optimizer") not in (None, "gd") else ".")
