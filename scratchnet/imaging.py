@@ -154,9 +154,7 @@ def gray_and_alpha(image) -> tuple[np.ndarray, np.ndarray | None]:
         return _pil_gray_alpha(image)
     if isinstance(image, np.ndarray):
         return _array_gray_alpha(image)
-    raise DataError(
-        f"Expected an image or a pixel array, got a {type(image).__name__}."
-    )
+    raise DataError(f"Expected an image or a pixel array, got a {type(image).__name__}.")
 
 
 def _pil_gray_alpha(im: Image.Image):
@@ -276,8 +274,8 @@ def flatten_alpha(gray: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 def ink_levels(gray: np.ndarray) -> tuple[bool, int, int]:
     """(invert, background, peak) of an 8-bit luminance image.
 
-    The border tells paper from ink: if the border is brighter than the middle of the range the
-    ink is dark and gets inverted. ``background`` is the border median and ``peak`` the ink level
+    The border tells paper from ink: if the border median is nearer the bright end of the
+    image's range than the dark end, the ink is dark and gets inverted. ``background`` is the border median and ``peak`` the ink level
     reached by the strongest 0.02% of pixels (not the max, so a few hot pixels do not count).
     Both are returned in the inverted (ink-is-bright) scale.
     """
