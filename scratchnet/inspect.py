@@ -172,12 +172,16 @@ class UnitActivity:
     max: np.ndarray  # (units,) largest activation seen
     min: np.ndarray
     mean: np.ndarray
-    active_fraction: np.ndarray  # share of inputs on which the unit's output was > 0
+    active_fraction: np.ndarray  # share of inputs on which the unit's output was above ACTIVE_ABOVE
     dead: np.ndarray  # (units,) bool, see dead_mask
 
     @property
     def n_dead(self) -> int:
         return int(self.dead.sum())
+
+
+# A unit "fires" when its output is above this: the middle of sigmoid's range, zero otherwise.
+ACTIVE_ABOVE = {"relu": 0.0, "sigmoid": 0.5, "tanh": 0.0}
 
 
 def dead_mask(max_act, min_act, activation: str, tol: float = 1e-6) -> np.ndarray:
@@ -204,6 +208,7 @@ def _sweep(net: Network, X, chunk: int = _CHUNK):
     total = [np.zeros(h, np.float64) for h in hidden]
     active = [np.zeros(h, np.int64) for h in hidden]
     probs = np.empty((n, net.sizes[-1]), np.float32)
+    above = ACTIVE_ABOVE.get(net.activation, 0.0)
     for start in range(0, n, chunk):
         acts = net.forward(X[start : start + chunk])
         probs[start : start + len(acts[0])] = acts[-1]
@@ -211,7 +216,7 @@ def _sweep(net: Network, X, chunk: int = _CHUNK):
             np.maximum(mx[i], A.max(axis=0), out=mx[i])
             np.minimum(mn[i], A.min(axis=0), out=mn[i])
             total[i] += A.sum(axis=0, dtype=np.float64)
-            active[i] += np.count_nonzero(A > 0, axis=0)
+            active[i] += np.count_nonzero(A > above, axis=0)
     activity = []
     for i in range(len(hidden)):
         denom = max(n, 1)

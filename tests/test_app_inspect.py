@@ -185,3 +185,63 @@ def test_cell_choice_follows_the_model(trained_model_store, sample):
     first = ins.evaluate(net, sample.X_val, sample.y_val).worst_confusions(1)[0]
     assert (t, p) != first[:2]  # otherwise this test could not tell
     assert (at.selectbox(key="inspect_cm_true").value, at.selectbox(key="inspect_cm_pred").value) == (t, p)
+
+
+def _write_idx_gz(path: Path, arr: np.ndarray) -> None:
+    """A minimal IDX file (uint8) as MNIST ships them, gzipped."""
+    import gzip
+    import struct
+
+    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(arr, np.uint8).tobytes())
+
+
+@pytest.fixture
+def small_mnist(trained_model_store, env_dirs):
+    """A tiny stand-in for MNIST in the data dir (real digits from the bundled sample)."""
+    with np.load(Path(ins.__file__).parent / "data" / "mnist_sample.npz") as z:
+        images, labels = z["images"], z["labels"]
+    d = env_dirs.data_dir / "mnist"
+    d.mkdir()
+    _write_idx_gz(d / "train-images-idx3-ubyte.gz", images[:1500].reshape(-1, 28, 28))
+    _write_idx_gz(d / "train-labels-idx1-ubyte.gz", labels[:1500])
+    _write_idx_gz(d / "t10k-images-idx3-ubyte.gz", images[4500:].reshape(-1, 28, 28))
+    _write_idx_gz(d / "t10k-labels-idx1-ubyte.gz", labels[4500:])
+    return images[4500:].astype(np.float32) / 255, labels[4500:]
+
+
+def test_evaluates_on_the_test_set_of_the_data_the_model_came_from(trained_model_store, small_mnist):
+    X_test, y_test = small_mnist
+    net, meta = trained_model_store.load("test-model")
+    # the sample-trained model starts on the sample, and can be switched to the MNIST test set
+    at = open_page()
+    assert at.selectbox(key="inspect_eval_kind").value == "sample"
+    at.selectbox(key="inspect_eval_kind").set_value("mnist").run()
+    assert not at.exception
+    ev = ins.evaluate(net, X_test, y_test)
+    assert metric(at, "Mistakes") == f"{ev.n_wrong:,} of 500"
+    assert "MNIST test set (500 digits)" in texts(at)
+    # an MNIST-trained model starts on the MNIST test set; on the sample it is warned about
+    trained_model_store.save(net, {**meta, "dataset": {**meta["dataset"], "name": "mnist"}},
+                             name="mnist-model")
+    trained_model_store.set_active("mnist-model")
+    at = open_page()
+    assert at.selectbox(key="inspect_eval_kind").value == "mnist"
+    at.selectbox(key="inspect_eval_kind").set_value("sample").run()
+    assert "optimistic" in texts(at)
+
+
+@pytest.mark.parametrize("sizes, activation", [((784, 10), "relu"), ((784, 12, 6, 10), "sigmoid")])
+def test_unusual_shapes_render_without_errors(trained_model_store, sizes, activation):
+    _, meta = trained_model_store.load("test-model")
+    from scratchnet.network import Network
+
+    net = Network(sizes, activation=activation, init="xavier", seed=1)
+    trained_model_store.save(net, {**meta, "config": {}}, name="odd")
+    trained_model_store.set_active("odd")
+    at = open_page()
+    assert not at.exception and not at.error
+    at.radio(key="inspect_weights_show").set_value("change").run()  # no config: falls back to W
+    assert not at.exception
+    assert "cannot be rebuilt" in texts(at)

@@ -130,6 +130,17 @@ def test_unit_activity_chunks_agree_with_one_pass():
     assert len(act_a) == 2
 
 
+def test_sigmoid_units_fire_above_one_half():
+    net = Network.from_arrays(
+        [np.array([[1.0, -1.0]], np.float32), np.ones((2, 2), np.float32)],
+        [np.zeros(2, np.float32), np.zeros(2, np.float32)], "sigmoid",
+    )
+    X = np.array([[2.0], [-2.0], [3.0], [0.0]], np.float32)
+    (act,) = ins.unit_activity(net, X)
+    # unit 0 = sigmoid(x) > 0.5 for x = 2, 3; unit 1 = sigmoid(-x) > 0.5 for x = -2 only
+    np.testing.assert_allclose(act.active_fraction, [0.5, 0.25])
+
+
 def test_dead_mask_for_saturating_activations():
     # sigmoid/tanh: "dead" means the output barely moves over the data
     mask = ins.dead_mask([0.9, 1.0, 0.5], [0.1, 0.9995, 0.5], "sigmoid")

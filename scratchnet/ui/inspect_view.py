@@ -494,7 +494,7 @@ def _weights_tab(net: Network, meta: dict, model_key: tuple, a: ins.Analysis,
         df = pd.DataFrame({"unit": np.arange(len(act.dead)), "fires on": act.active_fraction,
                            "state": np.where(act.dead, "dead", "alive")})
         st.markdown("**How often each first-layer unit fires** (share of digits with output "
-                    f"{'> 0' if net.activation == 'relu' else 'above 0'})")
+                    f"above {ins.ACTIVE_ABOVE.get(net.activation, 0.0):g})")
         st.vega_lite_chart(df, {
             "mark": {"type": "bar"},
             "encoding": {
