@@ -18,14 +18,15 @@ __all__ = ["augment_batch", "random_affine_params", "affine_batch"]
 
 SIDE = 28
 _PADDED = SIDE + 2  # one zero row/column on every side: sampling outside the image reads 0
-_CENTRE = 14.0
-_CHUNK = 512  # images per vectorised step: temporaries stay ~10 MB whatever the batch size  # MNIST puts the centre of mass at pixel (14, 14); rotate/scale about it
+_CENTRE = 14.0  # MNIST puts the centre of mass at pixel (14, 14); rotate/scale about it
+_CHUNK = 512  # images per vectorised step: temporaries stay ~10 MB whatever the batch size
 
 # (3, 784) rows: output row coordinate, column coordinate (both relative to the centre), 1
-_rr, _cc = np.meshgrid(np.arange(SIDE, dtype=np.float32), np.arange(SIDE, dtype=np.float32), indexing="ij")
+_ax = np.arange(SIDE, dtype=np.float32)
+_rr, _cc = np.meshgrid(_ax, _ax, indexing="ij")
 _GRID = np.stack([_rr.ravel() - _CENTRE, _cc.ravel() - _CENTRE, np.ones(SIDE * SIDE, np.float32)])
 _GRID.setflags(write=False)
-del _rr, _cc
+del _ax, _rr, _cc
 
 
 def random_affine_params(n: int, rng: np.random.Generator, *, max_shift=2.0, max_rotate_deg=12.0,

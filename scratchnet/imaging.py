@@ -9,10 +9,11 @@ hairline strokes, tiny or off-centre drawings.
 
 Pipeline (each step is a small public function, tested on its own):
 ``gray_and_alpha`` -> ``flatten_alpha`` -> ``ink_levels`` / ``ink_map`` (white ink on black,
-noise floor at 0, peak at 255; ``even_background`` for shadowed photos) -> ``ink_bbox`` (ignores far-away specks) -> ``check_ink`` (raises
-``EmptyImageError``) -> ``fit_box`` (longer side to 80 px = 4x oversampled) -> ``normalize_stroke``
-(stroke width into MNIST's range via grey dilation/erosion) -> ``shrink_to_box`` (longer side 20 px)
--> ``place_by_mass`` (28x28, centre of mass at (14, 14)).
+noise floor at 0, peak at 255; ``even_background`` for shadowed photos) -> ``ink_bbox``
+(ignores far-away specks) -> ``check_ink`` (raises ``EmptyImageError``) -> ``shrink_to_box``
+(longer side 20 px, anti-aliased) -> only if ``stroke_width`` is outside MNIST's range:
+``fit_box`` (80 px, 4x oversampled) -> ``normalize_stroke`` (grey dilation/erosion) ->
+``shrink_to_box`` -> ``place_by_mass`` (28x28, centre of mass at (14, 14)).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def load_image(source) -> Image.Image:
             im = Image.open(fp)  # reads the header only
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise DataError(f"{_cap(name)} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); {limit}")
+                mp = w * h / 1e6
+                raise DataError(f"{_cap(name)} is {w}x{h} pixels ({mp:.0f} megapixels); {limit}")
             if w == 0 or h == 0:
                 raise DataError(f"{_cap(name)} has no pixels ({w}x{h}).")
             if im.format == "JPEG":
@@ -129,7 +131,9 @@ def load_image(source) -> Image.Image:
             "or WebP)."
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError, struct_error) as exc:
-        raise DataError(f"{_cap(name)} is damaged or truncated and cannot be decoded ({exc}).") from None
+        raise DataError(
+            f"{_cap(name)} is damaged or truncated and cannot be decoded ({exc})."
+        ) from None
     finally:
         if im is not None and fp is not source:  # close what we opened, not the caller's file
             im.close()
@@ -160,8 +164,8 @@ def gray_and_alpha(image) -> tuple[np.ndarray, np.ndarray | None]:
 def _pil_gray_alpha(im: Image.Image):
     mode = im.mode
     if mode == "P":
-        mode_to = "RGBA" if "transparency" in im.info or im.palette and im.palette.mode == "RGBA" else "L"
-        im = im.convert(mode_to)
+        rgba = "transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA")
+        im = im.convert("RGBA" if rgba else "L")
         mode = im.mode
     if mode == "PA":
         im = im.convert("RGBA")
@@ -275,9 +279,9 @@ def ink_levels(gray: np.ndarray) -> tuple[bool, int, int]:
     """(invert, background, peak) of an 8-bit luminance image.
 
     The border tells paper from ink: if the border median is nearer the bright end of the
-    image's range than the dark end, the ink is dark and gets inverted. ``background`` is the border median and ``peak`` the ink level
-    reached by the strongest 0.02% of pixels (not the max, so a few hot pixels do not count).
-    Both are returned in the inverted (ink-is-bright) scale.
+    image's range than the dark end, the ink is dark and gets inverted. ``background`` is the
+    border median and ``peak`` the ink level reached by the strongest 0.02% of pixels (not the
+    max, so a few hot pixels do not count). Both are in the inverted (ink-is-bright) scale.
     """
     border = _border(gray)
     bg = int(np.partition(border, border.size // 2)[border.size // 2])  # median
@@ -325,8 +329,9 @@ def even_background(ink: np.ndarray) -> np.ndarray:
     h, w = ink.shape
     im = Image.fromarray(ink)
     # average 4x4-ish first (noise does not then drag block minima down), ~48 px across
-    small = np.asarray(im.resize((max(1, min(w, 48 * w // max(h, w))), max(1, min(h, 48 * h // max(h, w)))),
-                                 Image.BOX), np.int16)
+    side = max(h, w)
+    size = (max(1, min(w, 48 * w // side)), max(1, min(h, 48 * h // side)))
+    small = np.asarray(im.resize(size, Image.BOX), np.int16)
     sh, sw = small.shape
     b = 5
     gh, gw = -(-sh // b), -(-sw // b)
@@ -617,7 +622,8 @@ def _pipeline(gray: np.ndarray, alpha, keep: dict | None = None) -> np.ndarray:
             small = shrink_to_box(adjusted)
     out = place_by_mass(small)
     if keep is not None:
-        keep.update(gray=flat, ink=ink, bbox=bbox, work=work, adjusted=adjusted, box=small, mnist=out)
+        keep.update(gray=flat, ink=ink, bbox=bbox, work=work, adjusted=adjusted, box=small,
+                    mnist=out)
     return out
 
 
@@ -638,7 +644,8 @@ def canvas_to_mnist(rgba: np.ndarray) -> np.ndarray:
     a = np.asarray(rgba)
     if a.ndim != 3 or a.shape[2] != 4 or a.dtype != np.uint8:
         raise DataError(
-            f"Canvas data has shape {a.shape} and type {a.dtype}; expected (height, width, 4) uint8."
+            f"Canvas data has shape {a.shape} and type {a.dtype}; expected (height, width, 4) "
+            "uint8."
         )
     if a.shape[0] < 3 or a.shape[1] < 3:
         raise DataError(f"The canvas is only {a.shape[1]}x{a.shape[0]} pixels.")
@@ -656,7 +663,8 @@ def preprocess_steps(image) -> dict:
     ``adjusted`` (after stroke normalisation; these two are None when the stroke width was
     already MNIST-like), ``box`` (20 px box), ``mnist`` (28x28 result).
     """
-    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8:
+    canvas = isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4
+    if canvas and image.dtype == np.uint8:
         im = Image.fromarray(np.ascontiguousarray(image), "RGBA")
         gray, alpha = np.asarray(im.convert("L")), np.asarray(im.getchannel("A"))
     else:

@@ -126,8 +126,8 @@ def test_large_batches_are_processed_in_chunks_with_the_same_result():
     X = rng.random((1200, 784), dtype=np.float32)
     p = random_affine_params(1200, rng)
     whole = affine_batch(X, p)
-    parts = np.concatenate([affine_batch(X[i : i + 100], p[i : i + 100]) for i in range(0, 1200, 100)])
-    np.testing.assert_array_equal(whole, parts)
+    parts = [affine_batch(X[i : i + 100], p[i : i + 100]) for i in range(0, 1200, 100)]
+    np.testing.assert_array_equal(whole, np.concatenate(parts))
 
 
 def test_augmented_digits_stay_recognisable(digits):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -55,8 +54,9 @@ def draw_nine(size=280, box=(70, 40, 210, 250), width=20, fg=255, bg=0, mode="L"
     h = bottom - top
     loop_bottom = top + int(0.45 * h)
     d.ellipse((left, top, right, loop_bottom), outline=fg, width=width)
-    d.line((right - width // 2, (top + loop_bottom) // 2, right - width // 2 - (right - left) // 4, bottom),
-           fill=fg, width=width)
+    stem_x = right - width // 2
+    d.line((stem_x, (top + loop_bottom) // 2, stem_x - (right - left) // 4, bottom), fill=fg,
+           width=width)
     return im
 
 
@@ -282,7 +282,8 @@ def test_a_short_one_is_not_mistaken_for_a_dot():
 
 def _png_header_only(width, height):
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
@@ -325,7 +326,8 @@ def test_load_image_rejects_non_images(bad):
 
 
 def test_load_image_rejects_truncated_file():
-    data = _png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)))
+    noise = np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)
+    data = _png_bytes(Image.fromarray(noise))  # incompressible: half the file is half the pixels
     with pytest.raises(DataError, match="truncated|damaged"):
         load_image(data[: len(data) // 2])
 
@@ -340,13 +342,15 @@ def test_load_image_rejects_missing_path_and_odd_types(tmp_path):
 
 
 @pytest.mark.parametrize("side", [7000, 10000, 20000])
-def test_huge_image_refused_before_decoding(side):
-    t = time.perf_counter()
+def test_huge_image_refused_before_decoding(side, monkeypatch):
+    from PIL import ImageFile
+
+    def no_decoding(self):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(DataError, match="megapixels"):
         load_image(_png_header_only(side, side))
-    # no timing assertion on speed (machine load varies), but it must not decode:
-    # decoding 20000x20000 would take seconds and 400 MB; this finishes in milliseconds
-    assert time.perf_counter() - t < 30
 
 
 def test_to_mnist_refuses_an_oversized_in_memory_image(monkeypatch):
