@@ -102,8 +102,9 @@ def _stop_trainings_after_test():
     """Leave no background training running into the next test (the manager is process-wide)."""
     yield
     worker = sys.modules.get("scratchnet.ui.worker")
-    if worker is not None and worker._manager is not None:
-        worker._manager.stop_all()
+    manager = worker.existing_manager() if worker is not None else None
+    if manager is not None:
+        manager.stop_all()
 
 
 def _free_port() -> int:

@@ -269,3 +269,12 @@ def test_get_manager_is_a_process_wide_singleton():
     for t in threads:
         t.join()
     assert all(m is results[0] for m in results) and results[0] is worker.get_manager()
+    assert worker.existing_manager() is results[0]
+
+
+def test_manager_survives_a_reimport_of_the_module():
+    import importlib
+
+    manager = worker.get_manager()
+    fresh = importlib.reload(worker)  # what Streamlit's file watcher does in development
+    assert fresh.get_manager() is manager

@@ -21,8 +21,10 @@ import itertools
 import logging
 import math
 import os
+import sys
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 
 from scratchnet.errors import ScratchnetError
@@ -34,7 +36,7 @@ MAX_POINTS = 500  # chart points (and stored history records) per run
 DEFAULT_IDLE_TIMEOUT = 60.0  # seconds without a poll before a job counts as abandoned
 RECORD_INTERVAL = 0.25  # aim for a Progress record about this often (seconds)
 VAL_OVERHEAD = 0.03  # keep validation passes below ~3% of the training compute
-ASSUMED_FLOPS = 4e9  # single-thread float32 throughput of a modest laptop core (measured ~4-8e9)
+ASSUMED_FLOPS = 2e10  # single-thread float32 BLAS throughput; measured 17-40e9 on this 2-core box
 MIN_RECORDS = 20  # even short runs draw a curve, not two dots
 KEEP_FINISHED = 16  # finished jobs remembered for late polls (results, downloads)
 
@@ -496,14 +498,24 @@ class TrainingManager:
                 self._cond.notify_all()
 
 
-_manager: TrainingManager | None = None
-_manager_lock = threading.Lock()
+# The manager lives in a file-less module so there is one per process even when Streamlit's
+# file watcher (development mode) re-imports this module: a fresh manager would orphan the
+# trainings already running and every page would lose track of them.
+_REGISTRY_NAME = "_scratchnet_training_registry"
+_registry = sys.modules.setdefault(_REGISTRY_NAME, types.ModuleType(_REGISTRY_NAME))
+_manager_lock = getattr(_registry, "lock", None) or threading.Lock()
+_registry.lock = _manager_lock
 
 
 def get_manager() -> TrainingManager:
     """The process-wide manager shared by every session of the app."""
-    global _manager
     with _manager_lock:
-        if _manager is None:
-            _manager = TrainingManager()
-        return _manager
+        manager = getattr(_registry, "manager", None)
+        if manager is None:
+            manager = _registry.manager = TrainingManager()
+        return manager
+
+
+def existing_manager() -> TrainingManager | None:
+    """The manager if one was created (tests stop its jobs without creating one)."""
+    return getattr(_registry, "manager", None)
