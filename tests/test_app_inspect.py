@@ -245,3 +245,18 @@ def test_unusual_shapes_render_without_errors(trained_model_store, sizes, activa
     at.radio(key="inspect_weights_show").set_value("change").run()  # no config: falls back to W
     assert not at.exception
     assert "cannot be rebuilt" in texts(at)
+
+
+def test_notebook_init_models_open_on_what_training_changed(trained_model_store):
+    from scratchnet.training import PRESETS, fit
+
+    sample = load_sample()
+    config = PRESETS["notebook"].replace(iterations=5)
+    net, _ = fit(config, sample.X_train[:500], sample.y_train[:500])
+    _, meta = trained_model_store.load("test-model")
+    trained_model_store.save(net, {**meta, "config": config.to_dict()}, name="notebook-like")
+    at = open_page()
+    assert at.radio(key="inspect_weights_show").value == "weights"  # the He-initialised test model
+    at.selectbox(key="inspect_model").set_value("notebook-like").run()
+    assert at.radio(key="inspect_weights_show").value == "change"
+    assert "784 incoming weight changes" in texts(at)

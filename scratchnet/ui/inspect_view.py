@@ -28,6 +28,8 @@ CM_TRUE_KEY = "inspect_cm_true"
 CM_PRED_KEY = "inspect_cm_pred"
 CM_CLICK_KEY = "_inspect_cm_last_click"
 CM_FOR_KEY = "_inspect_cm_for"  # (model, data) the cell choice belongs to
+WEIGHTS_SHOW_KEY = "inspect_weights_show"
+WEIGHTS_FOR_KEY = "_inspect_weights_for"
 LAST_DRAWING_KEY = "last_drawing"  # written by the Draw page
 ANY = "any"
 RARE = 0.05  # units firing on fewer digits than this are called nearly dead
@@ -230,7 +232,7 @@ def _render_model(name: str, net: Network, meta: dict, model_key: tuple) -> None
     with tabs[2]:
         _weights_tab(net, meta, model_key, a, cached.weights_png)
     with tabs[3]:
-        _activations_tab(net, x, label, source, a)
+        _activations_tab(net, meta, model_key, x, label, source, a)
     with tabs[4]:
         _how_it_works_tab(net, meta, x, label, source)
     with tabs[5]:
@@ -424,9 +426,14 @@ def _mistakes_tab(data: EvalData, ev: ins.Evaluation) -> None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
+def _initial(model_key: tuple, _net: Network, _meta: dict) -> Network | None:
+    return ins.initial_network(_net, _meta)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _change_png(model_key: tuple, _net: Network, _meta: dict, _dead) -> tuple[bytes, float] | None:
     """The first layer's W - W_init drawn like the weights; None if the start is unknown."""
-    start = ins.initial_network(_net, _meta)
+    start = _initial(model_key, _net, _meta)
     if start is None:
         return None
     pic = ins.weight_picture(_net.weights[0] - start.weights[0], _dead)
@@ -442,8 +449,13 @@ def _weights_tab(net: Network, meta: dict, model_key: tuple, a: ins.Analysis,
     n = len(pic.dead)
     hidden = len(net.weights) > 1
     layer_word = "hidden unit" if hidden else "output class"
+    if st.session_state.get(WEIGHTS_FOR_KEY) != model_key:
+        # Per model: the notebook's big uniform init hides what was learned, so show the change.
+        st.session_state[WEIGHTS_FOR_KEY] = model_key
+        notebook_init = (meta.get("config") or {}).get("init") == "notebook"
+        st.session_state[WEIGHTS_SHOW_KEY] = "change" if notebook_init else "weights"
     show = st.radio(
-        "Draw", ["weights", "change"], horizontal=True, key="inspect_weights_show",
+        "Draw", ["weights", "change"], horizontal=True, key=WEIGHTS_SHOW_KEY,
         format_func=lambda o: {"weights": "the weights W",
                                "change": "what training changed: W − W_init"}[o],
         help="W_init is rebuilt exactly from the seed in the model's config.",
@@ -514,7 +526,8 @@ def _input_picture(x: np.ndarray) -> np.ndarray:
     return ins.upscale(ins.ink_rgb(x.reshape(28, 28)), 5)
 
 
-def _activations_tab(net: Network, x, label: int, source: str, a: ins.Analysis) -> None:
+def _activations_tab(net: Network, meta: dict, model_key: tuple, x, label: int, source: str,
+                     a: ins.Analysis) -> None:
     layers = ins.trace(net, x)
     probs = layers[-1].a
     pred = int(probs.argmax())
@@ -523,15 +536,17 @@ def _activations_tab(net: Network, x, label: int, source: str, a: ins.Analysis) 
         st.image(_input_picture(x), caption=f"{source} (label {label})", width=140)
     with c2:
         st.markdown(f"The model says **{pred}** with {probs[pred]:.1%} "
-                    + ("✅" if pred == label else f"❌ (the label is {label})"))
+                    + ("✅" if pred == label else f"❌ (the label is {label}, green)"))
         df = pd.DataFrame({"digit": np.arange(len(probs)), "probability": probs})
         st.vega_lite_chart(df, {
             "mark": {"type": "bar"},
             "encoding": {"x": {"field": "digit", "type": "ordinal", "axis": {"labelAngle": 0}},
                          "y": {"field": "probability", "type": "quantitative",
                                "scale": {"domain": [0, 1]}},
-                         "color": {"condition": {"test": f"datum.digit == {pred}", "value": "#e45756"},
-                                   "value": "#4c78a8"}},
+                         "color": {"condition": [
+                             {"test": f"datum.digit == {pred}", "value": "#e45756" if pred != label else "#54a24b"},
+                             {"test": f"datum.digit == {label}", "value": "#54a24b"}],
+                             "value": "#4c78a8"}},
             "height": 150,
         }, width="stretch")
 
@@ -569,11 +584,18 @@ def _activations_tab(net: Network, x, label: int, source: str, a: ins.Analysis) 
     st.caption(f"All {len(c.values)} contributions add up to {c.values.sum():+.3f}; plus the bias "
                f"{c.bias:+.3f} that is the logit {c.logit:+.3f}.")
     if len(layers) == 2 and len(support) and net.sizes[0] == 784:
-        imgs = ins.weight_images(net.weights[0][:, support])
-        vmax = a.weights.vmax if a.weights is not None else None
-        st.image([ins.upscale(ins.diverging_rgb(im, vmax), 3) for im in imgs],
-                 caption=[f"unit {j}: {c.values[j]:+.2f}" for j in support], width=84)
-        st.caption("The first-layer weights of the strongest supporters: what each of them looks for.")
+        W1 = net.weights[0]
+        start = _initial(model_key, net, meta) if st.session_state.get(WEIGHTS_SHOW_KEY) == "change" else None
+        what = "weights"
+        if start is not None:
+            W1 = W1 - start.weights[0]
+            what = "weight changes (W − W_init, as chosen on the Weights tab)"
+        imgs = ins.weight_images(W1[:, support])
+        vmax = float(np.percentile(np.abs(W1), 99.5))
+        st.image([ins.upscale(ins.diverging_rgb(im, vmax), 4) for im in imgs],
+                 caption=[f"unit {j}: {c.values[j]:+.2f}" for j in support], width=112)
+        st.caption(f"The first-layer {what} of the strongest supporters: the ink patterns each "
+                   "of them looks for.")
     sal = ins.input_saliency(net, x, pred)
     st.markdown(f"**Which pixels pushed towards {pred}** (ink × gradient of the {pred} score: red "
                 "raised it, blue lowered it).")
