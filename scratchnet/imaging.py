@@ -497,11 +497,18 @@ def normalize_stroke(work: np.ndarray, keep=MNIST_STROKE_KEEP, target=MNIST_STRO
     width by about half a pixel: a first estimate of the step count, then single steps while
     they bring the width closer to the target. Thinning never removes more than 85% of the ink.
     """
+    return _normalize(work, None, keep, target)[0]
+
+
+def _normalize(work, w, keep=MNIST_STROKE_KEEP, target=MNIST_STROKE_TARGET):
+    """normalize_stroke, given the current final width ``w`` if known; also returns the final
+    20 px box when it was computed on the way (None otherwise), to save resampling it again."""
     side = max(work.shape)
     k = side / BOX
-    w = stroke_width(shrink_to_box(work))
+    if w is None:
+        w = stroke_width(shrink_to_box(work))
     if w == 0 or keep[0] <= w <= keep[1]:
-        return work
+        return work, None
     t = target[0] if w < keep[0] else target[1]
     grow = w < t
     # a step moves the width by 2 px here, and the re-fitted box shrinks/grows with the strokes
@@ -512,26 +519,30 @@ def normalize_stroke(work: np.ndarray, keep=MNIST_STROKE_KEEP, target=MNIST_STRO
         # a hairline shrunk to 80 px is a faint, uneven line: saturate its core first, or
         # dilation would just widen the faintness
         inked = work[work > 0.1 * work.max()]
-        ref = float(np.percentile(inked, 60)) if inked.size else 1.0
-        work = np.minimum(work * np.float32(1.0 / max(ref, 1e-3)), np.float32(1.0))
+        if inked.size:
+            q = int(0.6 * (inked.size - 1))
+            ref = float(np.partition(inked, q)[q])
+            work = np.minimum(work * np.float32(1.0 / max(ref, 1e-3)), np.float32(1.0))
     out = np.pad(work, (est + 1) if grow else 1)  # paper all round, so stroke ends erode too
     floor = 0.15 * float(work.sum())
-    step = 0
-    for step in range(est):
-        nxt = _dilate(out, step % 2 == 1) if grow else _erode(out, step % 2 == 1)
+    done = 0
+    for done in range(1, est + 1):
+        nxt = _dilate(out, done % 2 == 0) if grow else _erode(out, done % 2 == 0)
         if not grow and float(nxt.sum()) < floor:
             break
         out = nxt
-    w = stroke_width(shrink_to_box(out))
-    for step in range(step + 1, limit):
-        nxt = _dilate(np.pad(out, 1), step % 2 == 1) if grow else _erode(out, step % 2 == 1)
+    small = shrink_to_box(out)
+    w = stroke_width(small)
+    for step in range(done + 1, limit + 1):  # then single steps while they get closer
+        nxt = _dilate(np.pad(out, 1), step % 2 == 0) if grow else _erode(out, step % 2 == 0)
         if not grow and float(nxt.sum()) < floor:
             break
-        w_next = stroke_width(shrink_to_box(nxt))
+        small_next = shrink_to_box(nxt)
+        w_next = stroke_width(small_next)
         if abs(w_next - t) >= abs(w - t):
             break
-        out, w = nxt, w_next
-    return out
+        out, small, w = nxt, small_next, w_next
+    return out, small
 
 
 def shrink_to_box(img: np.ndarray, box: int = BOX) -> np.ndarray:
@@ -617,9 +628,9 @@ def _pipeline(gray: np.ndarray, alpha, keep: dict | None = None) -> np.ndarray:
     w = stroke_width(small)
     if not MNIST_STROKE_KEEP[0] <= w <= MNIST_STROKE_KEEP[1]:
         work = fit_box(crop)
-        adjusted = normalize_stroke(work)
-        if adjusted is not work:
-            small = shrink_to_box(adjusted)
+        adjusted, small_adjusted = _normalize(work, w)
+        if small_adjusted is not None:
+            small = small_adjusted
     out = place_by_mass(small)
     if keep is not None:
         keep.update(gray=flat, ink=ink, bbox=bbox, work=work, adjusted=adjusted, box=small,
