@@ -196,3 +196,21 @@ def test_second_session_watches_and_queues_behind_a_running_training(env_dirs):
     other.request_stop()
     at = rerun_until(at, lambda a: "Queued" not in texts(a.info))
     assert get_manager().get(at.query_params["job"]).snapshot().status in ("running", "finished")
+
+
+def test_labelled_drawings_can_join_the_training_data(env_dirs):
+    from scratchnet.feedback import FeedbackStore
+
+    ds = load_sample()
+    drawings = FeedbackStore()  # data_dir()/drawings of this test
+    for i in range(3):
+        drawings.add(ds.X_val[i].reshape(28, 28), int(ds.y_val[i]))
+    at = open_page()
+    assert "Add my 3 labelled drawings" in at.toggle(key="tr_drawings").label
+    at.toggle(key="tr_drawings").set_value(True).run()
+    at.selectbox(key="tr_preset").set_value("notebook").run()
+    at.number_input(key="tr_iterations").set_value(20).run()
+    at.button(key="tr_start").click().run()
+    at = rerun_until(at, lambda a: bool(a.success))
+    meta = ModelStore(env_dirs.models_dir).load_active()[1]
+    assert meta["dataset"]["name"] == "sample+drawings" and meta["dataset"]["n_train"] == 4003

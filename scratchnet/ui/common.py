@@ -216,5 +216,8 @@ def _training_badge(job_id: str) -> None:
     elif snap.active:
         st.caption("🏋️ Training in progress")
         st.progress(snap.fraction, text=snap.progress_text)
+    elif snap.result and snap.result.get("model_name"):
+        active = " (now active)" if snap.result.get("activated") else ""
+        st.caption(f"✅ Training {snap.status}: model **{snap.result['model_name']}** saved{active}.")
     else:
-        st.caption(f"Training {snap.status}.")
+        st.caption(f"Training {snap.status}; see the Train page.")

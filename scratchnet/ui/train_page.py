@@ -107,6 +107,8 @@ def _on_start() -> None:
             raise ScratchnetError("Choose a dataset first: the uploaded CSV could not be read.")
         config = form.config_from_knobs(_knobs())
         preset = ss[K + "preset"] if ss[K + "preset"] in PRESETS else None
+        if ss.get(K + "drawings"):
+            dataset = _with_drawings(dataset)
         job = TrainingJob(config, dataset, store=get_store(), preset=preset or "custom")
     except ScratchnetError as err:
         ss[K + "start_error"] = str(err)
@@ -214,6 +216,33 @@ def _csv_dataset():
     return cached[1]
 
 
+def _drawings_count() -> int:
+    from scratchnet.feedback import FeedbackStore
+
+    try:
+        return len(FeedbackStore().list(check_files=False))
+    except (OSError, ScratchnetError):
+        return 0
+
+
+def _with_drawings(ds):
+    """``ds`` plus the drawings labelled on the Draw page ("Was this right?") as training rows."""
+    import dataclasses
+
+    from scratchnet.feedback import FeedbackStore
+
+    X, y = FeedbackStore().load_arrays()
+    if not len(y):
+        return ds
+    return dataclasses.replace(
+        ds,
+        name=f"{ds.name}+drawings",
+        X_train=np.concatenate([ds.X_train, X.astype(np.float32) / 255.0]),
+        y_train=np.concatenate([ds.y_train, y.astype(ds.y_train.dtype)]),
+        description=f"{ds.description} + {len(y):,} of your drawings",
+    )
+
+
 def _example_strip(ds) -> np.ndarray | None:
     """One training example of each digit side by side, scaled 3x (white ink on black)."""
     y = np.asarray(ds.y_train)
@@ -271,6 +300,14 @@ def _dataset_section(disabled: bool):
             st.image(strip, caption=f"{ds.description} — one training example of each digit")
         for note in ds.notes:
             st.caption(f"ℹ️ {note}")
+        n_drawings = _drawings_count()
+        if n_drawings:
+            st.toggle(
+                f"Add my {n_drawings:,} labelled drawing{'s' if n_drawings != 1 else ''} to the training digits",
+                key=K + "drawings", persist_state="session", disabled=disabled,
+                help="Drawings you labelled on the Draw page (“Was this right?”). A few hundred of "
+                "them teach the network your handwriting and your pen.",
+            )
     return ds
 
 
@@ -422,6 +459,8 @@ def _result_view(job: TrainingJob) -> None:
         st.warning(f"{summary} {snap.error}")
     elif name:
         active = " and made active: draw a digit to try it" if result.get("activated") else ""
+        if result.get("not_activated"):
+            active = ". " + result["not_activated"].rstrip(".")
         st.success(f"{summary} Saved as **{name}**{active}.", icon="✅")
         c1, c2 = st.columns([1, 3])
         with c1:
