@@ -242,6 +242,17 @@ def test_initial_network_is_where_training_started():
     assert ins.initial_network(net, {"config": other}) is None
 
 
+def test_framed_draws_each_border_in_its_colour():
+    imgs = np.full((2, 2, 3, 3), 7, np.uint8)
+    out = ins.framed(imgs, 1, [(1, 2, 3), (9, 9, 9)])
+    assert out.shape == (2, 4, 5, 3)
+    assert (out[0, 1:3, 1:4] == 7).all()
+    np.testing.assert_array_equal(out[0, 0, 0], [1, 2, 3])
+    np.testing.assert_array_equal(out[1, 3, 4], [9, 9, 9])
+    with pytest.raises(DataError, match="784 pixels"):
+        ins.trace(Network((784, 4, 10)), np.zeros((2, 784)))
+
+
 def test_upscale_and_ink():
     img = np.array([[0.0, 1.0]], np.float32)
     big = ins.upscale(img, 3)
