@@ -381,15 +381,15 @@ def _trim(profile: np.ndarray, frac: float) -> tuple[int, int]:
     total = csum[-1]
     i, j = 0, len(starts) - 1
     removed = 0.0
-    while i < j and removed + mass[i] < frac * total and mass[i] < mass[j]:
-        removed += mass[i]
-        i += 1
-    while j > i and removed + mass[j] < frac * total:
-        removed += mass[j]
-        j -= 1
-    while i < j and removed + mass[i] < frac * total:
-        removed += mass[i]
-        i += 1
+    while i < j:  # drop the lighter end group while the total dropped stays under frac
+        m = min(mass[i], mass[j])
+        if removed + m >= frac * total:
+            break
+        removed += m
+        if mass[i] <= mass[j]:
+            i += 1
+        else:
+            j -= 1
     return int(starts[i]), int(ends[j])
 
 
