@@ -650,8 +650,13 @@ def to_mnist(image) -> np.ndarray:
 def canvas_to_mnist(rgba: np.ndarray) -> np.ndarray:
     """Fast path for streamlit-drawable-canvas ``image_data`` (H, W, 4) uint8.
 
-    Works for any stroke and background colour, transparent or opaque backgrounds.
+    Works for any stroke and background colour, transparent or opaque backgrounds; gives the
+    same result as ``to_mnist`` on the same RGBA pixels.
     """
+    return _pipeline(*_canvas_gray_alpha(rgba))
+
+
+def _canvas_gray_alpha(rgba) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(rgba)
     if a.ndim != 3 or a.shape[2] != 4 or a.dtype != np.uint8:
         raise DataError(
@@ -661,23 +666,23 @@ def canvas_to_mnist(rgba: np.ndarray) -> np.ndarray:
     if a.shape[0] < 3 or a.shape[1] < 3:
         raise DataError(f"The canvas is only {a.shape[1]}x{a.shape[0]} pixels.")
     im = Image.fromarray(np.ascontiguousarray(a), "RGBA")
-    alpha = np.asarray(im.getchannel("A"))
-    gray = np.asarray(im.convert("L"))
-    return _pipeline(gray, alpha)
+    gray = _reduce_large(im.convert("L"))
+    alpha = _reduce_large(im.getchannel("A"))
+    return np.asarray(gray), np.asarray(alpha)
 
 
 def preprocess_steps(image) -> dict:
-    """Run ``to_mnist`` and keep the intermediate images (for the Draw page to show).
+    """Run ``to_mnist`` (``canvas_to_mnist`` for (H, W, 4) uint8 arrays) keeping the steps.
 
-    Keys: ``gray`` (uint8 luminance after flattening transparency), ``ink`` (uint8 white-on-black,
-    noise removed), ``bbox`` (top, bottom, left, right), ``work`` (float32, 80 px box),
-    ``adjusted`` (after stroke normalisation; these two are None when the stroke width was
-    already MNIST-like), ``box`` (20 px box), ``mnist`` (28x28 result).
+    For the Draw page to show what the network gets and why. Keys: ``gray`` (uint8 luminance
+    after flattening transparency), ``ink`` (uint8 white-on-black, noise removed), ``bbox``
+    (top, bottom, left, right in ``ink``), ``work`` (float32, 80 px box) and ``adjusted`` (after
+    stroke normalisation) - both None when the stroke width was already MNIST-like -, ``box``
+    (float32, 20 px box) and ``mnist`` (the (28, 28) float32 result).
     """
     canvas = isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4
     if canvas and image.dtype == np.uint8:
-        im = Image.fromarray(np.ascontiguousarray(image), "RGBA")
-        gray, alpha = np.asarray(im.convert("L")), np.asarray(im.getchannel("A"))
+        gray, alpha = _canvas_gray_alpha(image)
     else:
         gray, alpha = gray_and_alpha(image)
     keep: dict = {}
