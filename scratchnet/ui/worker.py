@@ -336,7 +336,11 @@ class TrainingJob:
         if self.save and trained and status in ("finished", "stopped", "abandoned"):
             # Saved before the status changes, so a page seeing "finished" also sees the model.
             try:
-                self._save(activate=self.activate and status != "abandoned", status=status)
+                activate = self.activate and status != "abandoned"
+                note = ""
+                if activate and status == "stopped":
+                    activate, note = self._better_than_active(last)
+                self._save(activate=activate, status=status, note=note)
             except ScratchnetError as err:
                 error = f"The model could not be saved: {err}"
         self._set(status=status, message=message, error=error)
@@ -377,7 +381,30 @@ class TrainingJob:
             meta["preset"] = self.preset
         return meta
 
-    def _save(self, *, activate: bool, name: str | None = None, status: str | None = None) -> dict:
+    def _better_than_active(self, last: Progress) -> tuple[bool, str]:
+        """May a stopped run replace the active model? Only if it scores no worse on validation.
+
+        Stopping early is not choosing a worse model for everyone drawing right now; the user can
+        still make it active explicitly (Train page, "Make active").
+        """
+        try:
+            current = self.store.resolve_active() if self.store is not None else None
+        except (OSError, ScratchnetError):
+            current = None
+        if current is None:
+            return True, ""
+        theirs = (current.metadata.get("metrics") or {}).get("val_accuracy")
+        ours = last.val_accuracy
+        if not isinstance(theirs, (int, float)) or not math.isfinite(theirs):
+            return True, ""
+        if ours is not None and math.isfinite(ours) and ours >= theirs:
+            return True, ""
+        score = "no validation score" if ours is None else f"{ours:.1%} on validation digits"
+        return False, (f"It was stopped early with {score}, below the active model '{current.name}' "
+                       f"({theirs:.1%}), which stays active; make this one active below if you prefer it.")
+
+    def _save(self, *, activate: bool, name: str | None = None, status: str | None = None,
+              note: str = "") -> dict:
         if self.store is None:
             raise ScratchnetError("There is no model store to save into.")
         info = self.store.save(self.net, self.metadata(status), name=name or self.name)
@@ -385,6 +412,8 @@ class TrainingJob:
             self.store.set_active(info.name)
         result = dict(self._result or {})
         result.update(model_name=info.name, path=str(info.path), activated=activate)
+        if note:
+            result["not_activated"] = note
         self._set(result=result)
         return result
 
