@@ -205,3 +205,48 @@ def test_each_session_keeps_its_own_settings(trained_model_store):
     assert tb.number_input(key="tr_lr").value != 0.05
     assert tb.text_input(key="tr_hidden").value != "64"
     assert a.selectbox(key="draw_model").value == "other-model"
+
+
+def test_a_stopped_run_scoring_below_the_active_model_does_not_replace_it(trained_model_store):
+    ds = load_sample()
+    active_acc = trained_model_store.info("test-model").metadata["metrics"]["val_accuracy"]
+    config = TrainConfig(hidden=(8,), optimizer="sgd", lr=1e-4, iterations=100_000, epochs=None, eval_every=5)
+    job = TrainingJob(config, ds, store=trained_model_store, idle_timeout=None)
+    manager = TrainingManager(max_running=1)
+    manager.submit(job)
+    assert _wait(lambda: job.snapshot().step >= 5)
+    job.request_stop()
+    assert job.done.wait(20)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and snap.result["val_accuracy"] < active_acc
+    assert snap.result["model_name"] in trained_model_store.names()  # kept, nothing lost...
+    assert snap.result["activated"] is False  # ...but not put in front of everyone drawing
+    assert trained_model_store.active_name() == "test-model"
+    assert "'test-model'" in snap.result["not_activated"] and "stays active" in snap.result["not_activated"]
+
+    # Scoring at least as well as the active model, a stopped run does take over.
+    weak = Network((784, 8, 10), seed=0)
+    trained_model_store.save(weak, {"metrics": {"val_accuracy": 0.05}}, name="weak")
+    trained_model_store.set_active("weak")
+    better = TrainingJob(config.replace(optimizer="adam", lr=3e-3), ds, store=trained_model_store, idle_timeout=None)
+    manager.submit(better)
+    assert _wait(lambda: (better.snapshot().val_accuracy or 0) > 0.3)
+    better.request_stop()
+    assert better.done.wait(20)
+    assert better.snapshot().result["activated"] is True
+    assert trained_model_store.active_name() == better.snapshot().result["model_name"]
+
+
+def test_train_page_says_why_a_stopped_run_did_not_become_active(trained_model_store):
+    at = AppTest.from_file(TRAIN_PAGE, default_timeout=60).run()
+    at.text_input(key="tr_hidden").set_value("4").run()
+    at.number_input(key="tr_lr").set_value(1e-6).run()
+    job = _start_training(at)
+    assert _wait(lambda: job.snapshot().step > 0)
+    at.button(key="tr_stop").click().run()
+    assert job.done.wait(20)
+    at.run()
+    assert not at.exception, at.exception
+    text = " ".join(s.value for s in at.success)
+    assert "stays active" in text and "test-model" in text, text
+    assert trained_model_store.active_name() == "test-model"
