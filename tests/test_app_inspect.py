@@ -260,3 +260,19 @@ def test_notebook_init_models_open_on_what_training_changed(trained_model_store)
     at.selectbox(key="inspect_model").set_value("notebook-like").run()
     assert at.radio(key="inspect_weights_show").value == "change"
     assert "784 incoming weight changes" in texts(at)
+
+
+def test_follows_a_drawing_labelled_on_the_draw_page(trained_model_store, sample):
+    from scratchnet.feedback import FeedbackStore
+
+    store = FeedbackStore()  # data_dir()/drawings of this test's env
+    store.add(sample.X_val[5].reshape(28, 28), label=int(sample.y_val[5]))
+    store.add(sample.X_val[6].reshape(28, 28), label=int(sample.y_val[6]))  # the newest
+    at = open_page()
+    at.radio(key="inspect_source").set_value("labelled").run()
+    assert not at.exception
+    net, meta = trained_model_store.load("test-model")
+    x = np.rint(sample.X_val[6] * 255) / 255  # stored as 8-bit PNG
+    w = ins.walkthrough(net, x, int(sample.y_val[6]), lr=meta["config"]["lr"])
+    t = texts(at)
+    assert "labelled drawing #0" in t and f"**L = {w.loss:.4g}**" in t

@@ -24,6 +24,7 @@ GALLERY_SCALE = 3  # screen pixels per MNIST pixel in galleries
 SOURCE_KEY = "inspect_source"
 INDEX_KEY = "inspect_index"
 DRAW_LABEL_KEY = "inspect_drawing_label"
+LABELLED_KEY = "inspect_labelled_index"
 CM_TRUE_KEY = "inspect_cm_true"
 CM_PRED_KEY = "inspect_cm_pred"
 CM_CLICK_KEY = "_inspect_cm_last_click"
@@ -251,18 +252,44 @@ def _last_drawing():
     return d.reshape(784) if d.size == 784 else None
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _labelled(directory: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drawings labelled on the Draw page, newest first, as float32 rows (reloaded on change)."""
+    from scratchnet.feedback import FeedbackStore
+
+    X, y = FeedbackStore(directory).load_arrays()
+    return (X[::-1].astype(np.float32) / 255), y[::-1].astype(np.int64)
+
+
+def _labelled_drawings():
+    """(X, y) of the labelled drawings, or None when there are none (or they cannot be read)."""
+    from scratchnet.feedback import FeedbackStore, drawings_dir
+
+    try:
+        store = FeedbackStore(drawings_dir())
+        stat = store.labels_path.stat()
+        X, y = _labelled(str(store.directory), stat.st_mtime_ns, stat.st_size)
+    except (OSError, ScratchnetError):
+        return None
+    return (X, y) if len(y) else None
+
+
 def _pick_input(data: EvalData, ev: ins.Evaluation, net: Network):
     """Sidebar: which input the Activations and How-it-works tabs follow."""
     sb = st.sidebar
     sb.subheader("Follow one input")
     drawing = _last_drawing()
-    options = ["digit"] + (["drawing"] if drawing is not None else [])
+    labelled = _labelled_drawings()
+    options = (["digit"] + (["drawing"] if drawing is not None else [])
+               + (["labelled"] if labelled is not None else []))
+    n_lab = 0 if labelled is None else len(labelled[1])
     source = sb.radio(
         "Input",
         options,
         key=SOURCE_KEY,
         format_func=lambda o: {"digit": f"A digit from the {ev.split} set",
-                               "drawing": "My last drawing (Draw page)"}[o],
+                               "drawing": "My last drawing (Draw page)",
+                               "labelled": f"A drawing labelled on the Draw page ({n_lab:,})"}[o],
         help=None if drawing is not None else "Draw a digit on the Draw page to follow it here.",
     )
     if source == "drawing" and drawing is not None:
@@ -276,6 +303,13 @@ def _pick_input(data: EvalData, ev: ins.Evaluation, net: Network):
             help="The backward pass needs the true label.",
         )
         return drawing, int(label), "your last drawing"
+    if source == "labelled" and labelled is not None:
+        X, y = labelled
+        if st.session_state.get(LABELLED_KEY, 0) >= len(y):
+            st.session_state[LABELLED_KEY] = 0
+        j = int(sb.number_input(f"Drawing # (0 = newest, {len(y) - 1:,} = oldest)", 0, len(y) - 1,
+                                key=LABELLED_KEY, step=1))
+        return X[j], int(y[j]), f"labelled drawing #{j}"
 
     n = len(ev.y_true)
     if st.session_state.get(INDEX_KEY, 0) >= n:
