@@ -10,6 +10,7 @@ asserts on time: only that every answer arrives and is right, and that the train
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import threading
 import time
@@ -250,3 +251,56 @@ def test_train_page_says_why_a_stopped_run_did_not_become_active(trained_model_s
     text = " ".join(s.value for s in at.success)
     assert "stays active" in text and "test-model" in text, text
     assert trained_model_store.active_name() == "test-model"
+
+
+_REPLACER = """
+import sys
+from scratchnet.network import Network
+from scratchnet.store import ModelStore
+s = ModelStore(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(int(sys.argv[2])):
+    s.save(Network((784, 16, 10), seed=1 + i % 2), {"i": i}, name="live", overwrite=True)
+    s.set_active("live")
+    other = s.save(Network((784, 16, 10), seed=1 + (i + 1) % 2), {"i": i}, name=f"new-{i}")
+    s.set_active(other.name)
+    if i >= 2:
+        s.delete(f"new-{i - 2}")
+print("done", flush=True)
+"""
+
+
+def test_a_replica_replacing_the_active_model_never_shows_another_a_broken_one(tmp_path):
+    """Two app processes on one shared models folder: one keeps replacing and re-activating
+    models, the other keeps listing and loading the active one, as the Draw page does."""
+    import subprocess
+
+    store = ModelStore(tmp_path)
+    store.save(Network((784, 16, 10), seed=1), {}, name="live")
+    allowed = [Network((784, 16, 10), seed=s).weights[0] for s in (1, 2)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", _REPLACER, str(tmp_path), "40"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    loads = 0
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        while proc.poll() is None or loads == 0:
+            reader = ModelStore(tmp_path)  # a fresh store per rerun, like the pages
+            infos = reader.list()
+            assert reader.problems == [] and infos
+            loaded = reader.load_active()
+            assert loaded is not None and reader.problems == []
+            net, _ = loaded
+            assert any(np.array_equal(net.weights[0], w) for w in allowed)
+            loads += 1
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and b"done" in out, err.decode()[-2000:]
+    assert loads > 5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
