@@ -11,6 +11,7 @@ indexing instead of building a one-hot matrix.
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -35,6 +36,23 @@ def _as_batch(X) -> np.ndarray:
     return X
 
 
+_ALIGN = 16  # floats (64 bytes): every parameter starts on its own cache line
+
+
+def _layout(shapes) -> tuple[list[tuple[int, tuple[int, ...]]], int]:
+    """(offset, shape) of each parameter inside one flat buffer, and the buffer's length."""
+    out, pos = [], 0
+    for shape in shapes:
+        out.append((pos, tuple(shape)))
+        size = int(np.prod(shape))
+        pos += -(-size // _ALIGN) * _ALIGN
+    return out, pos
+
+
+def _views(flat: np.ndarray, layout) -> list[np.ndarray]:
+    return [flat[o : o + int(np.prod(shape))].reshape(shape) for o, shape in layout]
+
+
 class Network:
     """A fully connected network ``sizes[0] -> ... -> sizes[-1]`` with softmax output."""
 
@@ -56,8 +74,7 @@ class Network:
         self._act = activations.get(activation)
         self.init = init
         rng = rng if rng is not None else np.random.default_rng(seed)
-        self.weights: list[np.ndarray] = []
-        self.biases: list[np.ndarray] = []
+        weights, biases = [], []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             if init == "he":  # keeps ReLU activations' variance constant through depth
                 W = rng.standard_normal((fan_in, fan_out), dtype=DTYPE) * np.sqrt(2.0 / fan_in)
@@ -69,8 +86,9 @@ class Network:
             else:  # the notebook: np.random.rand(...) - 0.5 for weights and biases alike
                 W = rng.random((fan_in, fan_out)) - 0.5
                 b = rng.random(fan_out) - 0.5
-            self.weights.append(np.ascontiguousarray(W, dtype=DTYPE))
-            self.biases.append(np.ascontiguousarray(b, dtype=DTYPE))
+            weights.append(W)
+            biases.append(b)
+        self._pack(weights, biases)
 
     @classmethod
     def from_arrays(cls, weights, biases, activation: str = "relu") -> "Network":
@@ -99,8 +117,7 @@ class Network:
         net.activation = act.name
         net._act = act
         net.init = "loaded"
-        net.weights = [np.ascontiguousarray(W, dtype=DTYPE) for W in ws]
-        net.biases = [np.ascontiguousarray(b, dtype=DTYPE) for b in bs]
+        net._pack(ws, bs)
         return net
 
     # ----------------------------------------------------------------- parameters
@@ -110,6 +127,41 @@ class Network:
         for W, b in zip(self.weights, self.biases):
             out += [W, b]
         return out
+
+    def _pack(self, weights, biases) -> None:
+        """Copy the parameters into one flat float32 buffer and keep views of it as the live arrays.
+
+        One buffer lets an optimizer update every parameter with a handful of whole-buffer
+        operations instead of a handful per array, which is most of Adam's cost for small layers.
+        """
+        shapes = [a.shape for pair in zip(weights, biases) for a in (np.asarray(pair[0]), np.asarray(pair[1]))]
+        layout, total = _layout(shapes)
+        flat = np.zeros(total, DTYPE)
+        views = _views(flat, layout)
+        for v, a in zip(views, [a for pair in zip(weights, biases) for a in pair]):
+            v[...] = a
+        self._flat, self._layout, self._views = flat, layout, views
+        self.weights = views[0::2]
+        self.biases = views[1::2]
+
+    def flat_params(self) -> np.ndarray:
+        """All parameters as one flat float32 array; ``weights``/``biases`` are views into it.
+
+        If someone replaced a weight array (``net.weights[0] = ...``), the current arrays are
+        packed again first, so the result is always the live parameters.
+        """
+        views = getattr(self, "_views", None)
+        if views is None or any(p is not v for p, v in zip(self.params(), views)) or len(
+            self.params()
+        ) != len(views):
+            self._pack(list(self.weights), list(self.biases))
+        return self._flat
+
+    def grad_layout(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A zeroed flat buffer shaped like :meth:`flat_params`, and its per-parameter views."""
+        self.flat_params()
+        g = np.zeros_like(self._flat)
+        return g, _views(g, self._layout)
 
     @property
     def n_params(self) -> int:
@@ -240,3 +292,249 @@ class Network:
         y = np.asarray(y)
         acts, loss, _ = self.forward_with_loss(X, y)
         return loss + self._l2_term(l2), self.backward(acts, y, l2)
+
+
+class PairRunner:
+    """Run two independent NumPy calls on two cores at once, when a second core is free.
+
+    NumPy releases the GIL inside BLAS calls and element-wise loops, so a helper thread can do one
+    half of a matrix product while this thread does the other. Each half is claimed by whichever
+    thread gets to it first: when the machine is busy and the helper is not scheduled in time,
+    the caller simply does both halves itself, so a loaded machine costs a lock instead of the
+    collapse seen with a multi-threaded BLAS that spin-waits for a descheduled thread. Which
+    thread computes a half never changes the numbers, so results stay bit-for-bit reproducible.
+    """
+
+    def __init__(self):
+        self._go = threading.Event()
+        self._done = threading.Event()
+        self._task = None
+        self._claim = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="scratchnet-pair", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._go.wait()
+            self._go.clear()
+            if self._closed:
+                return
+            task, claim = self._task, self._claim
+            if claim is not None and claim.acquire(False):
+                try:
+                    task()
+                except BaseException as err:  # handed to the caller, never lost in the thread
+                    self._error = err
+                finally:
+                    self._done.set()
+
+    def run(self, first, second) -> None:
+        """Call ``first()`` and ``second()``, possibly at the same time; return when both are done."""
+        claim = threading.Lock()
+        self._task, self._claim = second, claim
+        self._done.clear()
+        self._go.set()
+        first()
+        if claim.acquire(False):
+            second()
+        else:
+            self._done.wait()
+            if self._error is not None:
+                err, self._error = self._error, None
+                raise err
+
+    def close(self) -> None:
+        self._closed = True
+        self._task = self._claim = None
+        self._go.set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+# A product smaller than this many multiply-adds is not worth handing to a second thread.
+PARALLEL_MIN_MACS = 1_000_000
+
+
+class Workspace:
+    """Preallocated buffers for training steps on batches of up to ``capacity`` rows.
+
+    The maths is :meth:`Network.forward_with_loss` followed by :meth:`Network.backward`, but every
+    intermediate lives in a buffer allocated once, and gradients land in one flat array laid out
+    like :meth:`Network.flat_params` (so an optimizer updates everything in a few whole-array
+    passes). With a :class:`PairRunner`, the large products are split in two halves (rows of the
+    batch forward, rows of the weight gradient backward) run on both cores; a split never changes
+    any number. Batches larger than ``capacity`` are processed in chunks whose gradients are
+    summed, so a chunk of the full-batch notebook run stays in cache between its forward and
+    backward pass and the 185 MB training set is read from memory once per iteration, not twice.
+    """
+
+    def __init__(self, net: Network, capacity: int, runner: PairRunner | None = None):
+        self.net = net
+        self.capacity = int(capacity)
+        self.runner = runner
+        self.grad_flat, self.grads = net.grad_layout()
+        self._flat = net._flat
+        cap = self.capacity
+        widths = net.sizes[1:]
+        self._acts = [np.empty((cap, w), DTYPE) for w in widths]  # A1 .. P
+        self._deltas = [np.empty((cap, w), DTYPE) for w in widths[:-1]]  # dL/dA of hidden layers
+        self._relu = net._act.name == "relu"
+        # np.maximum with a scalar 0 takes a slow path; a zero array of the same shape is SIMD
+        self._zeros = [np.zeros((cap, w), DTYPE) for w in widths[:-1]] if self._relu else []
+        self._masks = [np.empty((cap, w), bool) for w in widths[:-1]] if self._relu else []
+        self._row_base = np.arange(cap, dtype=np.intp) * widths[-1]
+        self._lanes = None  # full batch with a runner: a second workspace for the other half
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> tuple[float, int]:
+        """Gradients of the mean cross-entropy (+ l2/2 sum W^2) into ``grads`` / ``grad_flat``.
+
+        Returns (mean cross-entropy without the L2 term, number of rows classified correctly),
+        like :meth:`Network.forward_with_loss`. ``X`` must be float32 rows, ``y`` valid labels.
+        """
+        n = len(y)
+        if n == 0:
+            raise ValueError("A training step needs at least one row.")
+        net = self.net
+        k = net.sizes[-1]
+        if y.min() < 0 or y.max() >= k:
+            from scratchnet.errors import DataError
+
+            raise DataError(f"Labels must be whole numbers from 0 to {k - 1}.")
+        if self._flat is not net._flat or any(p is not v for p, v in zip(net.params(), net._views)):
+            self.grad_flat, self.grads = net.grad_layout()  # parameters were replaced: follow them
+            self._flat = net._flat
+            self._lanes = None
+        scale = 1.0 / n
+        if n <= self.capacity:
+            loss, correct = self._pass(X, y, scale, self.grads)
+        else:  # two lanes of chunks (one per core with a runner), always summed in the same order
+            if self._lanes is None:
+                self._lanes = Workspace(net, self.capacity)
+            other = self._lanes
+            half = -(-(n // 2) // self.capacity) * self.capacity
+            out = [None, None]
+
+            def lane_a():
+                out[0] = self._chunks(X[:half], y[:half], scale)
+
+            def lane_b():
+                out[1] = other._chunks(X[half:], y[half:], scale)
+
+            if self.runner is None:
+                lane_a()
+                lane_b()
+            else:
+                self.runner.run(lane_a, lane_b)
+            self.grad_flat += other.grad_flat
+            loss, correct = out[0][0] + out[1][0], out[0][1] + out[1][1]
+        if l2:
+            for W, gW in zip(net.weights, self.grads[0::2]):
+                gW += np.float32(l2) * W
+        return loss, correct
+
+    def _chunks(self, X, y, scale) -> tuple[float, int]:
+        loss, correct = 0.0, 0
+        if len(y) == 0:
+            self.grad_flat[...] = 0
+            return loss, correct
+        for i in range(0, len(y), self.capacity):
+            if i == 0:
+                part = self._pass(X[: self.capacity], y[: self.capacity], scale, self.grads)
+            else:
+                if not hasattr(self, "_part_flat"):
+                    self._part_flat, self._part_grads = self.net.grad_layout()
+                part = self._pass(X[i : i + self.capacity], y[i : i + self.capacity], scale, self._part_grads)
+                self.grad_flat += self._part_flat
+            loss += part[0]
+            correct += part[1]
+        return loss, correct
+
+    def _split(self, m: int, macs: int) -> bool:
+        return self.runner is not None and m >= 2 and macs >= PARALLEL_MIN_MACS
+
+    def _pass(self, X, y, scale, grads) -> tuple[float, int]:
+        """Forward and backward for up to ``capacity`` rows; returns (loss * scale * rows, correct)."""
+        net = self.net
+        m = len(y)
+        Ws, bs = net.weights, net.biases
+        last = len(Ws) - 1
+        acts = [X]
+        for i in range(last):
+            Z = self._acts[i][:m]
+            A = acts[-1]
+            if self._split(m, m * Ws[i].size):
+                h = m // 2
+                self.runner.run(
+                    lambda: self._hidden_forward(i, A[:h], Z[:h], 0, h),
+                    lambda: self._hidden_forward(i, A[h:], Z[h:], h, m),
+                )
+            else:
+                self._hidden_forward(i, A, Z, 0, m)
+            acts.append(Z)
+        Z = self._acts[last][:m]
+        np.matmul(acts[-1], Ws[last], out=Z)
+        Z += bs[last]
+        correct = int(np.count_nonzero(Z.argmax(axis=1) == y))
+        Z -= Z.max(axis=1, keepdims=True)
+        flat_idx = self._row_base[:m] + y
+        Zf = Z.reshape(-1)
+        z_true = float(Zf[flat_idx].sum(dtype=np.float64))
+        np.exp(Z, out=Z)
+        s = Z.sum(axis=1, keepdims=True)
+        loss = (float(np.log(s).sum(dtype=np.float64)) - z_true) * scale
+        Z /= s
+        # backward: dZ = (P - Y) / n, with Y applied by integer indexing instead of a one-hot
+        Zf[flat_idx] -= 1
+        Z *= np.float32(scale)
+        dZ = Z
+        for i in range(last, -1, -1):
+            A, gW, gb = acts[i], grads[2 * i], grads[2 * i + 1]
+            if i == 0:  # the input's gradient is never needed: only gW (split by its rows) and gb
+                if self._split(m, gW.size * m):
+                    h = gW.shape[0] // 2
+                    self.runner.run(
+                        lambda: np.matmul(A[:, :h].T, dZ, out=gW[:h]),
+                        lambda: (np.matmul(A[:, h:].T, dZ, out=gW[h:]), np.add.reduce(dZ, axis=0, out=gb)),
+                    )
+                else:
+                    np.matmul(A.T, dZ, out=gW)
+                    np.add.reduce(dZ, axis=0, out=gb)
+                break
+            dA = self._deltas[i - 1][:m]
+            if self._split(m, gW.size * m):  # weight gradient and input gradient side by side
+                self.runner.run(
+                    lambda: (np.matmul(A.T, dZ, out=gW), np.add.reduce(dZ, axis=0, out=gb)),
+                    lambda: self._hidden_backward(i, dZ, dA, m),
+                )
+            else:
+                np.matmul(A.T, dZ, out=gW)
+                np.add.reduce(dZ, axis=0, out=gb)
+                self._hidden_backward(i, dZ, dA, m)
+            dZ = dA
+        return loss, correct
+
+    def _hidden_forward(self, i, A, Z, lo, hi) -> None:
+        np.matmul(A, self.net.weights[i], out=Z)
+        Z += self.net.biases[i]
+        if self._relu:
+            np.maximum(Z, self._zeros[i][lo:hi], out=Z)
+        else:
+            self.net._act.forward(Z)
+
+    def _hidden_backward(self, i, dZ, dA, m) -> None:
+        """dL/dZ of hidden layer i-1 from dL/dZ of layer i, into ``dA`` (in place)."""
+        np.matmul(dZ, self.net.weights[i].T, out=dA)
+        A = self._acts[i - 1][:m]
+        if self._relu:
+            mask = self._masks[i - 1][:m]
+            np.greater(A, self._zeros[i - 1][:m], out=mask)
+            np.multiply(dA, mask, out=dA)
+        else:
+            self.net._act.backward(A, dA)

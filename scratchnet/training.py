@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -17,8 +18,8 @@ from typing import Iterator
 import numpy as np
 
 from scratchnet import optimizers
-from scratchnet.errors import ConfigError
-from scratchnet.network import INITS, Network
+from scratchnet.errors import ConfigError, DataError
+from scratchnet.network import INITS, Network, PairRunner, Workspace
 from scratchnet.activations import ACTIVATIONS
 
 # A mean cross-entropy this large means logits hundreds of units off: the run has blown up
@@ -199,6 +200,11 @@ def train(
     The last record always has ``status != "running"``. If the loss stops being finite (or
     explodes past ``DIVERGENCE_LOSS``), the parameters of the last good record are restored,
     so a diverged run never leaves NaN weights behind.
+
+    Speed (see benchmarks/README.md): every buffer is allocated once (:class:`Workspace`), each
+    mini-batch is gathered into one reused contiguous buffer, the optimizer updates all
+    parameters as one flat array, and BLAS gets the number of threads that is faster for this
+    batch size (never more than the caller allowed).
     """
     n = len(X)
     config.validate(n_train=n)
@@ -206,6 +212,11 @@ def train(
         raise ConfigError("Training data must be float32 rows in [0, 1].")
     rng = rng if rng is not None else np.random.default_rng(config.seed)
     y = np.asarray(y)
+    if len(y) != n:
+        raise DataError(f"There are {n:,} images but {len(y):,} labels.")
+    k = net.sizes[-1]
+    if y.min() < 0 or y.max() >= k:
+        raise DataError(f"Labels must be whole numbers from 0 to {k - 1}; found {int(y.max())}.")
     bs = config.effective_batch_size(n)
     full_batch = bs == n
     steps_per_epoch = config.steps_per_epoch(n)
@@ -213,13 +224,21 @@ def train(
     eval_every = int(
         config.eval_every or (10 if config.iterations is not None else steps_per_epoch)
     )
-    opt = optimizers.make(config.optimizer, net.params(), config.lr, config.momentum)
+    flat = net.flat_params()
+    controller = _blas_controller()
+    runner = PairRunner() if _cores_allowed(controller) >= 2 else None
+    ws = Workspace(net, min(bs, FULL_BATCH_CHUNK) if full_batch else bs, runner)
+    opt = optimizers.make(config.optimizer, [flat], config.lr, config.momentum)
+    opt.runner = runner
+    grads = [ws.grad_flat]
     augment = None
     if config.augment:
         from scratchnet.augment import augment_batch as augment
 
     Xb_buf = np.empty((bs, X.shape[1]), np.float32) if not full_batch or augment else None
-    good = [p.copy() for p in net.params()]  # last parameters known to give a finite loss
+    yb_buf = np.empty(bs, np.intp)
+    y_idx = y.astype(np.intp, copy=False)
+    good = flat.copy()  # last parameters known to give a finite loss
     loss_sum = 0.0
     correct = 0
     seen = 0
@@ -243,66 +262,132 @@ def train(
         loss_sum, correct, seen = 0.0, 0, 0
         return p
 
-    for step in range(total):
-        if stop is not None and stop.is_set():
-            yield record(step, "stopped", f"Stopped at iteration {step:,} of {total:,}.")
-            return
-        pos = step % steps_per_epoch
-        if full_batch:
-            idx = None
-        else:
-            if pos == 0:
-                order = rng.permutation(n)
-            idx = order[pos * bs : (pos + 1) * bs]
-        if idx is None and augment is None:
-            Xb, yb = X, y
-        else:
-            m = n if idx is None else len(idx)
-            Xb = Xb_buf[:m]
-            if idx is None:
-                Xb[...] = X
-                yb = y
-            else:
-                np.take(X, idx, axis=0, out=Xb, mode="clip")
-                yb = y[idx]
-            if augment is not None:
-                augment(Xb, rng, out=Xb)
-
-        acts, loss, n_correct = net.forward_with_loss(Xb, yb)
-        if not math.isfinite(loss) or loss > DIVERGENCE_LOSS:
-            for p, g in zip(net.params(), good):
-                p[...] = g
-            what = "became infinite or NaN" if not math.isfinite(loss) else f"exploded to {loss:.3g}"
-            yield record(
-                step,
-                "diverged",
-                f"Training diverged at iteration {step + 1:,}: the loss {what}. The learning rate "
-                f"({config.lr:g}) is too large for this setting; try {config.lr / 10:g} or smaller. "
-                "The last good weights were kept.",
-            )
-            return
-        grads = net.backward(acts, yb, config.l2)
-        opt.lr = _lr_at(config, step, total)
-        opt.step(grads)
-        loss_sum += loss * len(yb)
-        correct += n_correct
-        seen += len(yb)
-
-        done = step + 1
-        if done % eval_every == 0 or done == total:
-            if not all(np.isfinite(p).all() for p in net.params()):
-                for p, g in zip(net.params(), good):
-                    p[...] = g
+    def _loop() -> Iterator[Progress]:
+        nonlocal loss_sum, correct, seen, order
+        step = 0
+        while step < total:
+            segment_end = min(total, (step // eval_every + 1) * eval_every)
+            outcome = ""
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"), _limit(controller, 1 if runner is not None else None):
+                while step < segment_end:
+                    if stop is not None and stop.is_set():
+                        outcome = "stopped"
+                        break
+                    pos = step % steps_per_epoch
+                    if full_batch:
+                        Xb, yb = X, y_idx
+                        if augment is not None:
+                            Xb = augment(X, rng, out=Xb_buf)
+                    else:
+                        if pos == 0:
+                            order = rng.permutation(n)
+                        idx = order[pos * bs : (pos + 1) * bs]
+                        m = len(idx)
+                        Xb = Xb_buf[:m]
+                        yb = yb_buf[:m]
+                        np.take(X, idx, axis=0, out=Xb, mode="clip")  # mode="raise" is 5x slower
+                        np.take(y_idx, idx, out=yb, mode="clip")
+                        if augment is not None:
+                            augment(Xb, rng, out=Xb)
+                    loss, n_correct = ws.loss_and_grads(Xb, yb, config.l2)
+                    if not math.isfinite(loss) or loss > DIVERGENCE_LOSS:
+                        outcome = "diverged"
+                        break
+                    opt.lr = _lr_at(config, step, total)
+                    opt.step(grads)
+                    loss_sum += loss * len(yb)
+                    correct += n_correct
+                    seen += len(yb)
+                    step += 1
+            if outcome == "stopped":
+                yield record(step, "stopped", f"Stopped at iteration {step:,} of {total:,}.")
+                return
+            if outcome == "diverged":
+                flat[...] = good
+                what = "became infinite or NaN" if not math.isfinite(loss) else f"exploded to {loss:.3g}"
                 yield record(
-                    done,
+                    step,
                     "diverged",
-                    f"Training diverged at iteration {done:,}: the weights became infinite or "
+                    f"Training diverged at iteration {step + 1:,}: the loss {what}. The learning rate "
+                    f"({config.lr:g}) is too large for this setting; try {config.lr / 10:g} or smaller. "
+                    "The last good weights were kept.",
+                )
+                return
+            if not np.isfinite(flat).all():
+                flat[...] = good
+                yield record(
+                    step,
+                    "diverged",
+                    f"Training diverged at iteration {step:,}: the weights became infinite or "
                     f"NaN. Try a learning rate below {config.lr:g}. The last good weights were kept.",
                 )
                 return
-            for p, g in zip(net.params(), good):
-                g[...] = p
-            yield record(done, "finished" if done == total else "running")
+            good[...] = flat
+            yield record(step, "finished" if step == total else "running")
+
+    try:
+        yield from _loop()
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+# Rows per chunk of a full-batch pass: a chunk's activations stay in cache between its forward
+# and backward pass, so the training set streams from memory once per iteration, not twice.
+FULL_BATCH_CHUNK = 4096
+
+
+class _NoLimit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_controller = None
+
+
+def _blas_controller():
+    """threadpoolctl's controller (made once: building it scans the loaded libraries)."""
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _controller = ThreadpoolController()
+        except Exception:  # pragma: no cover - no BLAS found: nothing to limit
+            _controller = False
+    return _controller or None
+
+
+def _cores_allowed(controller) -> int:
+    """How many cores training may use: the machine's, capped by the caller's BLAS limit.
+
+    The Train page's worker limits BLAS to one thread to keep the app responsive; that choice
+    also switches off our second thread.
+    """
+    cores = os.cpu_count() or 1
+    if controller is None:
+        return cores
+    blas = controller.select(user_api="blas").lib_controllers
+    return min([cores] + [c.num_threads for c in blas])
+
+
+def _limit(controller, n_threads: int | None):
+    """Cap BLAS at ``n_threads`` for a run of steps (None: leave it alone).
+
+    With our own pair of threads, BLAS itself runs single-threaded: OpenBLAS's threads
+    spin-wait for each other, and on a shared 2-core machine a descheduled one made an epoch
+    10-20x slower, while our halves are simply done by whichever thread is free.
+    """
+    if controller is None or n_threads is None:
+        return _NoLimit()
+    blas = controller.select(user_api="blas")
+    current = min((c.num_threads for c in blas.lib_controllers), default=n_threads)
+    if current <= n_threads:
+        return _NoLimit()
+    return blas.limit(limits=n_threads)
 
 
 def fit(config: TrainConfig, X, y, X_val=None, y_val=None, **kw) -> tuple[Network, list[Progress]]:

@@ -1,0 +1,198 @@
+"""The fast paths give the same numbers as the plain maths they replace."""
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from scratchnet import optimizers, training
+from scratchnet.errors import DataError
+from scratchnet.network import Network, PairRunner, Workspace
+from scratchnet.training import TrainConfig, build_network, fit, train
+
+
+@pytest.fixture(scope="module")
+def runner():
+    r = PairRunner()
+    yield r
+    r.close()
+
+
+def _batch(n, n_in=784, k=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, n_in), dtype=np.float32), rng.integers(0, k, n)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+@pytest.mark.parametrize("capacity", [300, 128, 1000])  # exact, chunked (with a short last chunk), roomy
+def test_workspace_matches_forward_and_backward(activation, l2, capacity, runner):
+    net = Network((784, 64, 32, 10), activation=activation, seed=1)
+    X, y = _batch(300)
+    acts, loss, correct = net.forward_with_loss(X, y)
+    expected = net.backward(acts, y, l2)
+    for r in (None, runner):
+        ws = Workspace(net, capacity, r)
+        got_loss, got_correct = ws.loss_and_grads(X, y, l2)
+        assert got_loss == pytest.approx(loss, rel=1e-5)
+        assert got_correct == correct
+        for g, e in zip(ws.grads, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
+
+
+def test_workspace_grads_are_views_of_one_flat_buffer_laid_out_like_the_params():
+    net = Network((784, 20, 10), seed=0)
+    ws = Workspace(net, 50)
+    flat = net.flat_params()
+    assert ws.grad_flat.shape == flat.shape
+    for p, g in zip(net.params(), ws.grads):
+        assert g.shape == p.shape and np.shares_memory(g, ws.grad_flat)
+        # same offset inside the flat buffer as the parameter it belongs to
+        assert g.ctypes.data - ws.grad_flat.ctypes.data == p.ctypes.data - flat.ctypes.data
+
+
+def test_runner_splits_change_no_number(runner):
+    net = Network((784, 256, 128, 10), seed=2)
+    X, y = _batch(256, seed=3)
+    plain, paired = Workspace(net, 256), Workspace(net, 256, runner)
+    assert plain.loss_and_grads(X, y) == paired.loss_and_grads(X, y)
+    assert np.array_equal(plain.grad_flat, paired.grad_flat)
+
+
+def test_workspace_refuses_bad_labels():
+    net = Network((784, 8, 10), seed=0)
+    X, _ = _batch(4)
+    with pytest.raises(DataError, match="0 to 9"):
+        Workspace(net, 4).loss_and_grads(X, np.array([0, 1, 10, 2]))
+
+
+def test_params_live_in_one_flat_buffer_and_replacements_are_followed():
+    net = Network((784, 16, 10), seed=0)
+    flat = net.flat_params()
+    for p in net.params():
+        assert np.shares_memory(p, flat) and p.dtype == np.float32 and p.flags.c_contiguous
+    flat[:] = 0.5  # the views see writes to the buffer
+    assert (net.weights[0] == 0.5).all() and (net.biases[1] == 0.5).all()
+    net.weights[0] = np.ones((784, 16), np.float64)  # someone swaps an array
+    flat2 = net.flat_params()
+    assert net.weights[0].dtype == np.float32 and np.shares_memory(net.weights[0], flat2)
+    assert (net.weights[0] == 1).all() and (net.biases[1] == 0.5).all()
+    twin = Network.from_arrays(net.weights, net.biases, "relu")
+    assert not np.shares_memory(twin.flat_params(), flat2)
+
+
+def test_workspace_follows_params_replaced_after_it_was_made():
+    net = Network((784, 16, 10), seed=0)
+    ws = Workspace(net, 32)
+    X, y = _batch(32)
+    net.weights[0] = net.weights[0] * 2
+    ws.loss_and_grads(X, y)
+    expected = net.backward(net.forward(X), y)
+    for g, e in zip(ws.grads, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gd", "momentum", "adam"])
+def test_flat_update_equals_per_array_update(name, runner):
+    rng = np.random.default_rng(0)
+    shapes = [(300, 200), (200,), (200, 10), (10,)]
+    per = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    flat = np.concatenate([p.ravel() for p in per])
+    flat_par = flat.copy()
+    opt_per = optimizers.make(name, per, 0.01)
+    opt_flat = optimizers.make(name, [flat], 0.01)
+    opt_par = optimizers.make(name, [flat_par], 0.01)
+    opt_par.runner = runner
+    for _ in range(4):
+        gs = [rng.normal(size=s).astype(np.float32) for s in shapes]
+        gflat = np.concatenate([g.ravel() for g in gs])
+        opt_per.step(gs)
+        opt_flat.step([gflat.copy()])
+        opt_par.step([gflat.copy()])
+    np.testing.assert_array_equal(flat, np.concatenate([p.ravel() for p in per]))
+    np.testing.assert_array_equal(flat, flat_par)  # halves on two threads: identical numbers
+
+
+def test_pair_runner_runs_both_and_reports_errors(runner):
+    hits = []
+    runner.run(lambda: hits.append(1), lambda: hits.append(2))
+    assert sorted(hits) == [1, 2]
+    names = set()
+    for _ in range(50):  # the second task runs on whichever thread claims it first
+        runner.run(lambda: None, lambda: names.add(threading.current_thread().name))
+    assert names <= {"MainThread", "scratchnet-pair"}
+
+    def boom():
+        raise ValueError("inside")
+
+    with pytest.raises(ValueError, match="inside"):
+        for _ in range(50):  # raised whichever thread ran it
+            runner.run(lambda: None, boom)
+    runner.run(lambda: hits.append(3), lambda: hits.append(4))  # still usable afterwards
+    assert hits[-2:] in ([3, 4], [4, 3])
+
+
+def test_training_on_two_threads_gives_the_same_weights_as_on_one():
+    X, y = _batch(1500, seed=5)
+    cfg = TrainConfig(hidden=(256, 128), epochs=1, batch_size=200, seed=3)
+    with threadpool_limits(1):  # the caller's cap: one core, so no second thread of ours
+        one, _ = fit(cfg, X, y)
+    two, _ = fit(cfg, X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(one.params(), two.params()))
+
+
+def test_a_callers_one_thread_limit_is_respected(monkeypatch):
+    made = []
+    real = training.PairRunner
+    monkeypatch.setattr(training, "PairRunner", lambda: made.append(1) or real())
+    X, y = _batch(200)
+    cfg = TrainConfig(hidden=(8,), iterations=2, batch_size=100)
+    with threadpool_limits(1):
+        fit(cfg, X, y)
+    assert made == []
+
+
+def test_full_batch_reads_the_training_set_in_place(monkeypatch):
+    seen = []
+    real = Workspace.loss_and_grads
+
+    def spy(self, Xb, yb, l2=0.0):
+        seen.append(Xb)
+        return real(self, Xb, yb, l2)
+
+    monkeypatch.setattr(Workspace, "loss_and_grads", spy)
+    X, y = _batch(5000)
+    fit(training.PRESETS["notebook"].replace(iterations=2), X, y)
+    assert len(seen) == 2 and all(s is X for s in seen)
+
+
+def test_full_batch_in_chunks_equals_one_pass(monkeypatch):
+    X, y = _batch(1000, seed=7)
+    cfg = training.PRESETS["notebook"].replace(iterations=3)
+    a, _ = fit(cfg, X, y)
+    monkeypatch.setattr(training, "FULL_BATCH_CHUNK", 128)  # 8 chunks in two lanes
+    b, _ = fit(cfg, X, y)
+    for p, q in zip(a.params(), b.params()):
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_train_refuses_labels_the_network_cannot_output():
+    X, y = _batch(100)
+    y[5] = 12
+    net = build_network(TrainConfig(hidden=(8,), iterations=1, batch_size=10))
+    with pytest.raises(DataError, match="0 to 9"):
+        list(train(net, X, y, TrainConfig(hidden=(8,), iterations=1, batch_size=10)))
+
+
+def test_stopping_early_ends_the_helper_thread():
+    X, y = _batch(400)
+    cfg = TrainConfig(hidden=(8,), iterations=100, batch_size=40, eval_every=1)
+    before = {t for t in threading.enumerate() if t.name == "scratchnet-pair"}
+    gen = train(build_network(cfg), X, y, cfg)
+    next(gen)
+    gen.close()
+    for t in threading.enumerate():
+        if t.name == "scratchnet-pair" and t not in before:
+            t.join(timeout=5)
+            assert not t.is_alive()
