@@ -369,6 +369,15 @@ def train_model(models_dir: Path) -> None:
         raise RuntimeError(f"training the benchmark model ended {snap.status}: {snap.error or snap.message}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (Linux /proc), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def percentile(values, q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     v = sorted(values)
@@ -428,10 +437,13 @@ def main() -> int:
             t.start()
         time.sleep(2.0)  # every session has opened the page
         t0 = time.time()
+        cpu0 = cpu_seconds(proc.pid)
         go.set()
         for t in threads:
             t.join()
         t1 = time.time()
+        cpu1 = cpu_seconds(proc.pid)
+        load = os.getloadavg()[0]
         still_training = trainer.running() if trainer is not None else None
         if trainer is not None:
             final = trainer.stop()
@@ -467,6 +479,9 @@ def main() -> int:
     print(f"client round trip (whole Draw page rerun), {len(rtt_ms)} runs: "
           f"p50 {percentile(rtt_ms, 50):.1f} ms, p95 {percentile(rtt_ms, 95):.1f} ms, "
           f"max {max(rtt_ms, default=float('nan')):.1f} ms")
+    print(f"server process CPU: {cpu1 - cpu0:.1f} s in {t1 - t0:.1f} s wall "
+          f"({(cpu1 - cpu0) / max(1, answered) * 1000:.0f} ms of CPU per prediction, training included); "
+          f"machine load average {load:.1f}")
     if rtt_ms:
         print(f"achieved rate: {answered / max(1e-9, t1 - t0):.1f} predictions/s "
               f"(mean {statistics.mean(rtt_ms):.1f} ms per rerun)")
