@@ -512,6 +512,7 @@ def test_upload_limit_is_set_deliberately_and_protections_stay_on():
     assert server.get("enableXsrfProtection", True) is True
     assert server.get("enableCORS", True) is True
     assert server.get("fileWatcherType") == "none"
+    assert _config()["runner"]["postScriptGC"] is False  # a full gc per rerun cost ~50 ms per drawing
 
 
 def test_server_refuses_a_200_mb_upload_before_reading_it(streamlit_server):
