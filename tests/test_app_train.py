@@ -214,3 +214,75 @@ def test_labelled_drawings_can_join_the_training_data(env_dirs):
     at = rerun_until(at, lambda a: bool(a.success))
     meta = ModelStore(env_dirs.models_dir).load_active()[1]
     assert meta["dataset"]["name"] == "sample+drawings" and meta["dataset"]["n_train"] == 4003
+
+
+def _fake_mnist(directory: Path, n_train: int = 200, n_test: int = 50) -> dict[str, str]:
+    """Tiny well-formed MNIST files (.gz) served by a local mirror; returns their checksums."""
+    import gzip
+    import hashlib
+    import struct
+
+    rng = np.random.default_rng(0)
+    checksums = {}
+    for stem, n in (("train", n_train), ("t10k", n_test)):
+        images = struct.pack(">IIII", 0x803, n, 28, 28) + rng.integers(0, 256, n * 784, dtype=np.uint8).tobytes()
+        labels = struct.pack(">II", 0x801, n) + (np.arange(n) % 10).astype(np.uint8).tobytes()
+        for kind, raw in (("images-idx3", images), ("labels-idx1", labels)):
+            name = f"{stem}-{kind}-ubyte"
+            (directory / f"{name}.gz").write_bytes(gzip.compress(raw))
+            checksums[name] = hashlib.sha256(raw).hexdigest()
+    return checksums
+
+
+@pytest.fixture
+def local_mirror(tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    import scratchnet.datasets as datasets
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    monkeypatch.setattr(datasets, "MNIST_SHA256", _fake_mnist(served))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *a, **k: None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", (f"http://127.0.0.1:{server.server_address[1]}/",))
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_mnist_download_then_train_on_it(env_dirs, local_mirror):
+    at = open_page()
+    at.radio(key="tr_source").set_value("mnist").run()
+    assert "not downloaded yet" in texts(at.info)
+    assert metric(at, "Training digits") == "4,000"  # the sample stands in meanwhile
+    at.button(key="tr_download").click().run()
+    assert not at.exception and not at.error
+    assert metric(at, "Training digits") == "180" and metric(at, "Test digits") == "50"
+    from scratchnet.datasets import mnist_available
+
+    assert mnist_available()
+    at.selectbox(key="tr_preset").set_value("notebook").run()
+    at.number_input(key="tr_iterations").set_value(20).run()
+    at.button(key="tr_start").click().run()
+    at = rerun_until(at, lambda a: bool(a.success))
+    assert "test accuracy" in at.success[0].value
+    assert ModelStore(env_dirs.models_dir).load_active()[1]["dataset"]["n_test"] == 50
+
+
+def test_mnist_download_failure_falls_back_to_the_sample(env_dirs, monkeypatch):
+    import scratchnet.datasets as datasets
+
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ("http://127.0.0.1:9/",))  # nothing listens there
+    at = open_page()
+    at.radio(key="tr_source").set_value("mnist").run()
+    at.button(key="tr_download").click().run()
+    assert not at.exception
+    assert "Could not download" in at.error[0].value and "bundled 5,000-digit sample instead" in at.error[0].value
+    assert metric(at, "Training digits") == "4,000" and not at.button(key="tr_start").disabled

@@ -140,10 +140,9 @@ def _dataset(kind: str, key: tuple, directory: str, _progress=None):
 
 def mnist_available() -> bool:
     """Are the four MNIST files in the data directory (so loading needs no download)?"""
-    from scratchnet.datasets import MNIST_FILES
+    from scratchnet import datasets
 
-    directory = Path(_data_dir()) / "mnist"
-    return all((directory / f"{s}.gz").is_file() or (directory / s).is_file() for s in MNIST_FILES)
+    return datasets.mnist_available()
 
 
 def get_dataset(kind: str, **kw):
