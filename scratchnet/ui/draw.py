@@ -178,15 +178,15 @@ def canvas_input():
         return_image_data=True,
         key=canvas_key(),
     )
-    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
-    with c1:
+    # One compact row (also on phones, where columns would stack): the answer stays in view.
+    with st.container(horizontal=True, vertical_alignment="center"):
         st.button("Clear", icon=":material/ink_eraser:", on_click=clear_canvas, key="draw_clear",
                   help="Start again with an empty canvas (the canvas toolbar has undo and redo).")
-    with c2:
-        st.slider(
-            "Pen width", 6, 40, DEFAULT_STROKE, step=2, key="draw_stroke",
-            help="Any width works: the picture is normalised to MNIST's stroke width anyway.",
-        )
+        with st.popover(f"Pen width {stroke}", icon=":material/line_weight:"):
+            st.slider(
+                "Pen width", 6, 40, DEFAULT_STROKE, step=2, key="draw_stroke",
+                help="Any width works: the picture is scaled and centred like MNIST anyway.",
+            )
     try:
         return result.image_data
     except Exception as err:  # a malformed payload must not break the page
