@@ -20,10 +20,11 @@ import pandas as pd
 import streamlit as st
 
 from scratchnet import feedback
-from scratchnet.errors import EmptyImageError, ScratchnetError
+from scratchnet.errors import DataError, EmptyImageError, ScratchnetError
 from scratchnet.ui import common
 
 CANVAS_SIZE = 280  # 10x MNIST: big enough for a finger, small enough for a phone screen
+MAX_CANVAS_SIDE = 4 * CANVAS_SIZE  # high-DPI screens send the canvas at 2-3x
 PREVIEW_SIZE = 196  # 7x: each network input pixel is a visible square
 DEFAULT_STROKE = 18  # ~ MNIST's stroke (2 of 28 px) on a digit drawn ~70% of the canvas tall
 QUICK_STEPS = 400  # one-click model: the fast preset, capped to a few seconds of training
@@ -188,10 +189,36 @@ def canvas_input():
                 help="Any width works: the picture is scaled and centred like MNIST anyway.",
             )
     try:
-        return result.image_data
+        return canvas_pixels(result)
     except Exception as err:  # a malformed payload must not break the page
         common.show_error(err)
         return None
+
+
+def canvas_pixels(result) -> np.ndarray | None:
+    """The canvas's PNG as an array, refusing what no real canvas sends before decoding it.
+
+    The browser sends the canvas as a PNG of at most a few times ``CANVAS_SIZE`` (high-DPI
+    screens); a crafted client could send a 1 MB PNG that decodes to gigabytes.
+    """
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        png = result.image_bytes  # the data URL's payload, still compressed
+        if png is None:
+            return None
+        image = Image.open(io.BytesIO(png))  # reads the header only
+    except (UnidentifiedImageError, OSError, ValueError, TypeError):
+        raise DataError("The canvas sent something that is not a picture; clear it and draw again.") from None
+    w, h = image.size
+    if max(w, h) > MAX_CANVAS_SIDE:
+        raise DataError(f"The canvas sent a {w}x{h} picture, far larger than the canvas; clear it and draw again.")
+    try:
+        return np.asarray(image)
+    except (OSError, ValueError, SyntaxError):
+        raise DataError("The canvas sent a damaged picture; clear it and draw again.") from None
 
 
 def upload_input():
