@@ -66,3 +66,33 @@ def test_draw_with_the_mouse_then_reset(page, streamlit_server):
     expect(prediction(page)).to_have_count(0)
     expect(hint).to_be_visible()
     assert "Traceback" not in streamlit_server.log_path.read_text(errors="replace")
+
+
+def test_draw_with_a_finger_on_a_phone(browser, streamlit_server):
+    """Touch events on a phone-sized screen: the canvas fits and the answer follows."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
+                                  device_scale_factor=2)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        canvas, hint = open_draw(page, streamlit_server)
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390  # whole canvas on screen
+        cdp = context.new_cdp_session(page)
+
+        def touch(kind, points):
+            cdp.send("Input.dispatchTouchEvent", {
+                "type": kind, "touchPoints": [{"x": box["x"] + x, "y": box["y"] + y} for x, y in points],
+            })
+
+        path = [(145 - i * 0.25, 40 + i * 10) for i in range(21)]  # a "1", top to bottom
+        touch("touchStart", path[:1])
+        for point in path[1:]:
+            touch("touchMove", [point])
+        touch("touchEnd", [])
+        expect(prediction(page)).to_have_text("1")
+    finally:
+        context.close()
