@@ -484,6 +484,47 @@ def test_draw_page_explains_a_bad_picture_and_keeps_reading(trained_model_store,
     assert _metric(at, "Prediction") == "7"
 
 
+def _rgba_png(w: int, h: int) -> bytes:
+    """A valid black RGBA PNG, ~1 MB for 8000x8000, that would decode to w*h*4 bytes."""
+    row = b"\x00" + b"\x00\x00\x00\xff" * w
+    z = zlib.compressobj(1)
+    data = b"".join(z.compress(row * 100) for _ in range(h // 100)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
+def _data_url(png: bytes) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+BAD_CANVAS_PAYLOADS = [  # what a crafted client can put in the canvas widget's state
+    ("not-a-data-url", lambda: "hello", "not a picture"),
+    ("bad-base64", lambda: "data:image/png;base64,!!!!", "not a picture"),
+    ("gif-bytes", lambda: _data_url(b"GIF89a nonsense"), "not a picture"),
+    ("8000x8000-png-bomb", lambda: _data_url(_rgba_png(8000, 8000)), "8000x8000 picture"),
+    ("truncated-png", lambda: _data_url(_png(_drawn("7"))[:300]), "damaged|not a picture"),
+]
+
+
+@pytest.mark.parametrize("make, fragment", [c[1:] for c in BAD_CANVAS_PAYLOADS], ids=[c[0] for c in BAD_CANVAS_PAYLOADS])
+def test_draw_page_refuses_a_crafted_canvas_payload_and_keeps_reading(trained_model_store, make, fragment):
+    import re
+
+    at = _draw_page()
+    at.session_state["draw_canvas_0"] = {"drawing": {"raw": {"objects": []}, "data": make()}, "backgroundFit": None}
+    at.run()
+    assert not at.exception, at.exception
+    assert re.search(fragment, _errors(at)), _errors(at)
+    assert "went wrong inside" not in _errors(at)
+    at.session_state["draw_canvas_0"] = {"drawing": {"raw": {"objects": []}, "data": _data_url(_png(_drawn("1")))},
+                                         "backgroundFit": None}
+    at.run()
+    assert not at.exception and not at.error, _errors(at)
+    assert _metric(at, "Prediction") == "1"
+
+
 @pytest.mark.parametrize("make, fragment", [BAD_MODELS[i][1:] for i in (0, 5, 7, 13)],
                          ids=[BAD_MODELS[i][0] for i in (0, 5, 7, 13)])
 def test_pages_skip_a_bad_model_file_in_the_store_and_say_so(trained_model_store, tmp_path, make, fragment):
