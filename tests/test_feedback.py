@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -182,25 +183,33 @@ def test_concurrent_appends_from_threads(tmp_path):
         assert store.accuracy(f"t{t}").total == per_thread
 
 
-def _add_many(directory: str, worker: int, count: int) -> None:
-    store = FeedbackStore(directory)
-    for i in range(count):
-        store.add(digit_image(worker * 1000 + i), i % 10, predicted=i % 10, model=f"p{worker}")
+_ADD_MANY = """
+import sys
+import numpy as np
+from scratchnet.feedback import FeedbackStore
+directory, worker, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+store = FeedbackStore(directory)
+rng = np.random.default_rng(worker)
+for i in range(count):
+    store.add(rng.random((28, 28)), i % 10, predicted=i % 10, model=f"p{worker}")
+"""
 
 
 def test_concurrent_appends_from_processes(tmp_path):
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    procs = [ctx.Process(target=_add_many, args=(str(tmp_path), w, 25)) for w in range(3)]
+    """Separate processes (e.g. two app servers) appending to one store at the same time."""
+    root = Path(__file__).resolve().parents[1]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _ADD_MANY, str(tmp_path), str(w), "25"], cwd=root)
+        for w in range(3)
+    ]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+        assert p.wait(120) == 0
     store = FeedbackStore(tmp_path)
     assert len(store) == 75
     assert store.labels_path.read_text().count("filename,label") == 1  # one header only
     assert store.accuracy().correct == 75
+    for w in range(3):
+        assert store.accuracy(f"p{w}").total == 25
 
 
 # --------------------------------------------------------------------------- reading a digit
