@@ -193,6 +193,8 @@ def test_second_session_watches_and_queues_behind_a_running_training(env_dirs):
     # a reload (new session) with ?job= reattaches to the queued job
     again = open_page({"job": at.query_params["job"]})
     assert "Queued: number 1 in line" in texts(again.info) and again.button(key="tr_start").disabled
+    assert again.selectbox(key="tr_preset").value == "notebook"  # the knobs show the job's settings
+    assert again.number_input(key="tr_lr").value == pytest.approx(0.1)
     other.request_stop()
     at = rerun_until(at, lambda a: "Queued" not in texts(a.info))
     assert get_manager().get(at.query_params["job"]).snapshot().status in ("running", "finished")
@@ -286,3 +288,52 @@ def test_mnist_download_failure_falls_back_to_the_sample(env_dirs, monkeypatch):
     assert not at.exception
     assert "Could not download" in at.error[0].value and "bundled 5,000-digit sample instead" in at.error[0].value
     assert metric(at, "Training digits") == "4,000" and not at.button(key="tr_start").disabled
+
+
+# --------------------------------------------------------------------------- the pure form helpers
+
+
+def test_knobs_round_trip_every_preset():
+    from scratchnet.training import PRESETS
+    from scratchnet.ui import train_form as form
+
+    for name, config in PRESETS.items():
+        knobs = form.knobs_from_config(config)
+        assert form.config_from_knobs(knobs) == config.replace(eval_every=None)
+        assert form.matching_preset(knobs) == name
+        assert form.matching_preset({**knobs, "lr": knobs["lr"] * 2}) == form.CUSTOM
+
+
+def test_preset_labels_read_like_the_issue():
+    from scratchnet.ui import train_form as form
+
+    assert form.preset_label("notebook") == "Notebook (784-10-10, GD, lr 0.1, 500 iterations)"
+    assert form.preset_label("fast").startswith("Fast (784-256-128-10, Adam, lr 0.001, 10 epochs")
+    assert form.preset_label(form.CUSTOM) == "Custom"
+
+
+def test_parse_hidden_and_config_errors():
+    from scratchnet.errors import ConfigError
+    from scratchnet.training import PRESETS
+    from scratchnet.ui import train_form as form
+
+    assert form.parse_hidden("256, 128") == (256, 128)
+    assert form.parse_hidden(" 64 32;16 ") == (64, 32, 16)
+    assert form.parse_hidden([10]) == (10,)
+    for bad, msg in (("", "at least one"), ("12, 3.5", "'3.5' is not a whole number")):
+        with pytest.raises(ConfigError, match=msg):
+            form.parse_hidden(bad)
+    knobs = form.knobs_from_config(PRESETS["fast"])
+    with pytest.raises(ConfigError, match="learning rate"):
+        form.config_from_knobs({**knobs, "lr": 5000.0})
+    config = form.config_from_knobs({**knobs, "unit": "iterations", "iterations": 7, "full_batch": True})
+    assert (config.iterations, config.epochs, config.batch_size) == (7, None, None)
+
+
+def test_chart_columns_follow_point_fields():
+    from scratchnet.ui import train_form as form
+    from scratchnet.ui.worker import POINT_FIELDS
+
+    assert POINT_FIELDS[:5] == ("step", "epoch", "loss", "train_accuracy", "val_accuracy")
+    cols = form.chart_columns([(10, 0.5, 2.0, 0.3, 0.4, 1.0), (20, 1.0, 1.0, 0.6, None, 2.0)])
+    assert cols == {"step": [10, 20], "loss": [2.0, 1.0], "Train": [0.3, 0.6], "Validation": [0.4, None]}

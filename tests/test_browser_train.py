@@ -55,6 +55,22 @@ def test_train_page_live_accuracy_and_stop(streamlit_server, page):
     assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
     assert page.get_by_text(re.compile(r"Iteration [\d,]+ of [\d,]+ · .* elapsed")).count() >= 1
 
+    # to the Draw page and back: the sidebar keeps showing it, the Train page picks it up again
+    page.get_by_role("link", name="Draw").click()
+    page.get_by_text("Training in progress").wait_for()
+    page.get_by_role("link", name="Train").click()
+    page.get_by_text("1 · Data").wait_for()
+    expect(page.get_by_role("button", name="Start training")).to_be_disabled()
+    before = wait_until(lambda: metric_value(page, "Validation accuracy"), what="the live view again")
+    wait_until(lambda: metric_value(page, "Validation accuracy") != before, what="accuracy moving again")
+
+    # a reload is a new session: the job id in the URL reattaches it
+    assert "job=" in page.url
+    page.reload()
+    page.get_by_text("1 · Data").wait_for()
+    expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+    wait_until(lambda: metric_value(page, "Validation accuracy"), what="the live view after a reload")
+
     if os.environ.get("SCRATCHNET_SCREENSHOTS") == "1":
         page.set_viewport_size({"width": 1400, "height": 1750})  # data, knobs and charts at once
         page.get_by_role("heading", name="🏋️ Train").evaluate("e => e.scrollIntoView({block: 'start'})")

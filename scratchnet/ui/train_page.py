@@ -87,12 +87,26 @@ def _jobs() -> tuple[TrainingJob | None, TrainingJob | None]:
         own = manager.get(st.query_params.get("job"))
         if own is not None:
             ss[JOB_KEY] = own.id
+            _show_config_of(own)
+    if own is not None and own.snapshot().active and st.query_params.get("job") != own.id:
+        st.query_params["job"] = own.id  # page switches drop it; a reload must still find the job
     watched = None
     if own is None or not own.snapshot().active:
         others = [j for j in manager.active_jobs() if j is not own]
         if others:
             watched = others[0]
     return own, watched
+
+
+def _show_config_of(job: TrainingJob) -> None:
+    """After a reload, make the knobs show what the reattached training actually uses."""
+    ss = st.session_state
+    for name, value in form.knobs_from_config(job.config).items():
+        ss[K + name] = value
+    ss[K + "preset"] = form.matching_preset(form.knobs_from_config(job.config))
+    source = getattr(job.dataset, "name", "").split("+")[0]
+    if source in ("mnist", "sample"):
+        ss[K + "source"] = source
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -407,10 +421,12 @@ def _progress_view(snap) -> None:
     st.progress(snap.fraction, text=snap.progress_text)
     prev = snap.points[-2] if len(snap.points) >= 2 else None
     m1, m2, m3, m4 = st.columns(4)
-    val_delta = None
+    val_delta, arrow = None, "auto"
     if prev is not None and snap.val_accuracy is not None and prev[4] is not None:
-        val_delta = f"{(snap.val_accuracy - prev[4]) * 100:+.1f} pp"
-    m1.metric("Validation accuracy", _pct(snap.val_accuracy), val_delta,
+        change = round((snap.val_accuracy - prev[4]) * 100, 1)
+        val_delta, arrow = (f"{change:+.1f} pp", "auto") if change else ("0.0 pp", "off")
+    m1.metric("Validation accuracy", _pct(snap.val_accuracy), val_delta, delta_arrow=arrow,
+              delta_color="normal" if arrow == "auto" else "off",
               help="Accuracy on digits held out from training: the honest figure.")
     m2.metric("Train accuracy", _pct(snap.train_accuracy),
               help="Accuracy on the training batches since the previous update.")
