@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import struct
 import tomllib
@@ -29,7 +28,7 @@ from streamlit.testing.v1 import AppTest
 
 from scratchnet import feedback
 from scratchnet.datasets import load_csv, load_sample, read_csv
-from scratchnet.errors import ConfigError, DataError, EmptyImageError, ModelFileError, ScratchnetError
+from scratchnet.errors import ConfigError, DataError, EmptyImageError, ModelFileError
 from scratchnet.imaging import canvas_to_mnist, load_image, to_mnist
 from scratchnet.network import Network
 from scratchnet.store import ModelStore, load_model, model_bytes
@@ -281,7 +280,6 @@ BAD_CONFIGS = [  # (id, knob overrides as typed on the Train page, message fragm
 ]
 BATCH_TOO_LARGE = ("batch-larger-than-data", {"full_batch": False, "batch_size": 10_000}, "larger than the training set")
 
-N_BAD_INPUTS = len(BAD_CSVS) + 2 + len(BAD_IMAGES) + len(BAD_CANVASES) + len(BAD_MODELS) + len(BAD_CONFIGS) + 1
 
 
 # --------------------------------------------------------------------------- package level: CSV
