@@ -47,3 +47,26 @@ def test_home_survives_a_corrupt_model_file(env_dirs):
     at = run_home()
     assert "none trained yet" in at.warning[0].value
     assert any("broken.npz" in c.value for c in at.caption)
+
+
+def test_sidebar_follows_a_training_on_other_pages(env_dirs):
+    from scratchnet.ui.common import JOB_KEY
+    from scratchnet.ui.worker import get_manager
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.switch_page("pages/1_Train.py")
+    at.run()
+    at.selectbox(key="tr_preset").set_value("notebook").run()
+    at.number_input(key="tr_iterations").set_value(1_000_000).run()
+    at.button(key="tr_start").click().run()
+    at.switch_page("app.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert "Training in progress" in "\n".join(c.value for c in at.sidebar.caption)
+    job = get_manager().get(at.session_state[JOB_KEY])
+    job.request_stop()
+    assert job.done.wait(10)
+    at.run()
+    caption = "\n".join(c.value for c in at.sidebar.caption)
+    assert "Training stopped: model" in caption and "made active" in caption
+    assert job.snapshot().result["model_name"] in at.success[-1].value  # home shows the new model

@@ -188,7 +188,8 @@ def _sidebar_training_status() -> None:
     """A small live status of this session's training, on every page.
 
     Its polling doubles as the session's heartbeat, so a training keeps running while the
-    person looks at the Draw page and is stopped once no page polls it any more.
+    person looks at the Draw page and is stopped once no page polls it any more. When the
+    training ends, the page reruns once so it picks up the new active model at once.
     """
     job_id = st.session_state.get(JOB_KEY)
     if job_id is None:
@@ -196,10 +197,22 @@ def _sidebar_training_status() -> None:
     from scratchnet.ui.worker import get_manager
 
     job = get_manager().get(job_id)
-    if job is None or not job.snapshot().active:
+    if job is None:
         return
+    snap = job.snapshot()
     with st.sidebar:
-        _training_badge(job_id)
+        if snap.active:
+            _training_badge(job_id)
+        else:
+            _ended_badge(snap)
+
+
+def _ended_badge(snap) -> None:
+    if snap.result and snap.result.get("model_name"):
+        active = " and made active" if snap.result.get("activated") else ""
+        st.caption(f"✅ Training {snap.status}: model **{snap.result['model_name']}** saved{active}.")
+    else:
+        st.caption(f"Training {snap.status}; see the Train page.")
 
 
 @st.fragment(run_every=2.0)
@@ -211,12 +224,9 @@ def _training_badge(job_id: str) -> None:
         return
     snap = job.poll()
     if snap.status == "queued":
-        st.caption(f"⏳ Training queued (position {snap.queue_position}).")
+        st.caption(f"⏳ Training queued (number {snap.queue_position} in line).")
     elif snap.active:
         st.caption("🏋️ Training in progress")
         st.progress(snap.fraction, text=snap.progress_text)
-    elif snap.result and snap.result.get("model_name"):
-        active = " (now active)" if snap.result.get("activated") else ""
-        st.caption(f"✅ Training {snap.status}: model **{snap.result['model_name']}** saved{active}.")
     else:
-        st.caption(f"Training {snap.status}; see the Train page.")
+        st.rerun()  # the whole page, once: stop polling, show the new model
