@@ -15,7 +15,6 @@ import json
 import pickle
 import struct
 import tomllib
-import urllib.error
 import urllib.request
 import zipfile
 import zlib
