@@ -482,7 +482,7 @@ def _result_view(job: TrainingJob) -> None:
         with c1:
             path = Path(result["path"])
             if path.is_file():
-                st.download_button("Download model (.npz)", data=path.read_bytes(), file_name=path.name,
+                st.download_button("Download model (.npz)", data=path.read_bytes, file_name=path.name,
                                    mime="application/octet-stream", key=K + "download_model", on_click="ignore")
         with c2:
             page_link("Draw", "Try it on the Draw page", "✏️")
@@ -566,7 +566,7 @@ def _models_section() -> None:
     with d2:
         info = infos[names.index(pick)]
         if info.path.is_file():
-            st.download_button("Download selected model (.npz)", data=info.path.read_bytes(),
+            st.download_button("Download selected model (.npz)", data=info.path.read_bytes,
                                file_name=info.path.name, mime="application/octet-stream",
                                key=K + "download_pick", on_click="ignore")
 
