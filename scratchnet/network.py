@@ -312,6 +312,7 @@ class PairRunner:
         self._claim = None
         self._error: BaseException | None = None
         self._closed = False
+        self._busy = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="scratchnet-pair", daemon=True)
         self._thread.start()
 
@@ -331,7 +332,21 @@ class PairRunner:
                     self._done.set()
 
     def run(self, first, second) -> None:
-        """Call ``first()`` and ``second()``, possibly at the same time; return when both are done."""
+        """Call ``first()`` and ``second()``, possibly at the same time; return when both are done.
+
+        A call made while another is in progress (nested, or from another thread) runs both
+        tasks in the calling thread.
+        """
+        if not self._busy.acquire(False):
+            first()
+            second()
+            return
+        try:
+            self._run(first, second)
+        finally:
+            self._busy.release()
+
+    def _run(self, first, second) -> None:
         claim = threading.Lock()
         self._task, self._claim = second, claim
         self._done.clear()
@@ -360,6 +375,12 @@ class PairRunner:
 
 # A product smaller than this many multiply-adds is not worth handing to a second thread.
 PARALLEL_MIN_MACS = 1_000_000
+# OpenBLAS multiplies matrices of up to ~1e6 multiply-adds with "small matrix" kernels that skip
+# packing the operands into buffers. For a skinny first layer (784 -> 10, the notebook's) packing
+# the images costs more than the arithmetic, so we feed that layer slices of rows that stay under
+# the limit: the notebook preset's iteration became 2.3x faster.
+SMALL_GEMM_MACS = 1_000_000
+SMALL_GEMM_MIN_ROWS = 32
 
 
 class Workspace:
@@ -390,7 +411,14 @@ class Workspace:
         self._zeros = [np.zeros((cap, w), DTYPE) for w in widths[:-1]] if self._relu else []
         self._masks = [np.empty((cap, w), bool) for w in widths[:-1]] if self._relu else []
         self._row_base = np.arange(cap, dtype=np.intp) * widths[-1]
-        self._lanes = None  # full batch with a runner: a second workspace for the other half
+        rows = SMALL_GEMM_MACS // (net.sizes[0] * net.sizes[1]) // 16 * 16
+        self._slice = rows if SMALL_GEMM_MIN_ROWS <= rows < cap else 0
+        if self._slice:  # dZ^T of the first layer and one slice's gradient, both (fan_out, fan_in)
+            self._dz0_t = np.empty((net.sizes[1], cap), DTYPE)
+            self._g0_t = np.empty((net.sizes[1], net.sizes[0]), DTYPE)
+            self._g0_part = np.empty_like(self._g0_t)
+        self._lanes = None  # for chunked batches: a second workspace, the other half's lane
+        self._part = None  # gradients of one chunk, summed into grad_flat
 
     def loss_and_grads(self, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> tuple[float, int]:
         """Gradients of the mean cross-entropy (+ l2/2 sum W^2) into ``grads`` / ``grad_flat``.
@@ -410,10 +438,10 @@ class Workspace:
         if self._flat is not net._flat or any(p is not v for p, v in zip(net.params(), net._views)):
             self.grad_flat, self.grads = net.grad_layout()  # parameters were replaced: follow them
             self._flat = net._flat
-            self._lanes = None
+            self._lanes = self._part = None
         scale = 1.0 / n
         if n <= self.capacity:
-            loss, correct = self._pass(X, y, scale, self.grads)
+            loss, correct = self._pass(X, y, scale, self.grads, self.runner)
         else:  # two lanes of chunks (one per core with a runner), always summed in the same order
             if self._lanes is None:
                 self._lanes = Workspace(net, self.capacity)
@@ -440,26 +468,25 @@ class Workspace:
         return loss, correct
 
     def _chunks(self, X, y, scale) -> tuple[float, int]:
+        """Sum the gradients of consecutive ``capacity``-row chunks into ``grad_flat`` (one core)."""
         loss, correct = 0.0, 0
         if len(y) == 0:
             self.grad_flat[...] = 0
             return loss, correct
-        for i in range(0, len(y), self.capacity):
+        cap = self.capacity
+        for i in range(0, len(y), cap):
             if i == 0:
-                part = self._pass(X[: self.capacity], y[: self.capacity], scale, self.grads)
+                part = self._pass(X[:cap], y[:cap], scale, self.grads, None)
             else:
-                if not hasattr(self, "_part_flat"):
-                    self._part_flat, self._part_grads = self.net.grad_layout()
-                part = self._pass(X[i : i + self.capacity], y[i : i + self.capacity], scale, self._part_grads)
-                self.grad_flat += self._part_flat
+                if self._part is None:
+                    self._part = self.net.grad_layout()
+                part = self._pass(X[i : i + cap], y[i : i + cap], scale, self._part[1], None)
+                self.grad_flat += self._part[0]
             loss += part[0]
             correct += part[1]
         return loss, correct
 
-    def _split(self, m: int, macs: int) -> bool:
-        return self.runner is not None and m >= 2 and macs >= PARALLEL_MIN_MACS
-
-    def _pass(self, X, y, scale, grads) -> tuple[float, int]:
+    def _pass(self, X, y, scale, grads, runner) -> tuple[float, int]:
         """Forward and backward for up to ``capacity`` rows; returns (loss * scale * rows, correct)."""
         net = self.net
         m = len(y)
@@ -469,9 +496,11 @@ class Workspace:
         for i in range(last):
             Z = self._acts[i][:m]
             A = acts[-1]
-            if self._split(m, m * Ws[i].size):
+            if runner is not None and m >= 2 and m * Ws[i].size >= PARALLEL_MIN_MACS and not (
+                i == 0 and self._slice
+            ):
                 h = m // 2
-                self.runner.run(
+                runner.run(
                     lambda: self._hidden_forward(i, A[:h], Z[:h], 0, h),
                     lambda: self._hidden_forward(i, A[h:], Z[h:], h, m),
                 )
@@ -479,7 +508,7 @@ class Workspace:
                 self._hidden_forward(i, A, Z, 0, m)
             acts.append(Z)
         Z = self._acts[last][:m]
-        np.matmul(acts[-1], Ws[last], out=Z)
+        self._matmul_in(last, acts[-1], Z)
         Z += bs[last]
         correct = int(np.count_nonzero(Z.argmax(axis=1) == y))
         Z -= Z.max(axis=1, keepdims=True)
@@ -497,9 +526,12 @@ class Workspace:
         for i in range(last, -1, -1):
             A, gW, gb = acts[i], grads[2 * i], grads[2 * i + 1]
             if i == 0:  # the input's gradient is never needed: only gW (split by its rows) and gb
-                if self._split(m, gW.size * m):
+                if self._slice and m > self._slice:
+                    self._first_weight_grad(A, dZ, gW)
+                    np.add.reduce(dZ, axis=0, out=gb)
+                elif runner is not None and m >= 2 and gW.size * m >= PARALLEL_MIN_MACS:
                     h = gW.shape[0] // 2
-                    self.runner.run(
+                    runner.run(
                         lambda: np.matmul(A[:, :h].T, dZ, out=gW[:h]),
                         lambda: (np.matmul(A[:, h:].T, dZ, out=gW[h:]), np.add.reduce(dZ, axis=0, out=gb)),
                     )
@@ -508,8 +540,8 @@ class Workspace:
                     np.add.reduce(dZ, axis=0, out=gb)
                 break
             dA = self._deltas[i - 1][:m]
-            if self._split(m, gW.size * m):  # weight gradient and input gradient side by side
-                self.runner.run(
+            if runner is not None and m >= 2 and gW.size * m >= PARALLEL_MIN_MACS:
+                runner.run(  # weight gradient and input gradient side by side
                     lambda: (np.matmul(A.T, dZ, out=gW), np.add.reduce(dZ, axis=0, out=gb)),
                     lambda: self._hidden_backward(i, dZ, dA, m),
                 )
@@ -520,8 +552,30 @@ class Workspace:
             dZ = dA
         return loss, correct
 
+    def _matmul_in(self, i, A, Z) -> None:
+        """Z = A @ W_i, the first layer in small-kernel slices of rows when it is skinny."""
+        W = self.net.weights[i]
+        step = self._slice if i == 0 else 0
+        if not step or len(A) <= step:
+            np.matmul(A, W, out=Z)
+            return
+        for j in range(0, len(A), step):
+            np.matmul(A[j : j + step], W, out=Z[j : j + step])
+
+    def _first_weight_grad(self, X, dZ, gW) -> None:
+        """gW = X^T dZ summed over small-kernel slices of rows, computed as (dZ^T X)^T."""
+        m, step = len(X), self._slice
+        dzt = self._dz0_t[:, :m]
+        np.copyto(dzt, dZ.T)
+        acc, part = self._g0_t, self._g0_part
+        np.matmul(dzt[:, :step], X[:step], out=acc)
+        for j in range(step, m, step):
+            np.matmul(dzt[:, j : j + step], X[j : j + step], out=part)
+            acc += part
+        np.copyto(gW, acc.T)
+
     def _hidden_forward(self, i, A, Z, lo, hi) -> None:
-        np.matmul(A, self.net.weights[i], out=Z)
+        self._matmul_in(i, A, Z)
         Z += self.net.biases[i]
         if self._relu:
             np.maximum(Z, self._zeros[i][lo:hi], out=Z)

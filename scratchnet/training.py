@@ -334,7 +334,7 @@ def train(
 
 # Rows per chunk of a full-batch pass: a chunk's activations stay in cache between its forward
 # and backward pass, so the training set streams from memory once per iteration, not twice.
-FULL_BATCH_CHUNK = 4096
+FULL_BATCH_CHUNK = 1024
 
 
 class _NoLimit:
