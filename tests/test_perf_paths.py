@@ -196,3 +196,17 @@ def test_stopping_early_ends_the_helper_thread():
         if t.name == "scratchnet-pair" and t not in before:
             t.join(timeout=5)
             assert not t.is_alive()
+
+
+def test_skinny_first_layer_in_row_slices_matches_backward(runner):
+    """784 -> 10 (the notebook's) is fed to BLAS in small slices of rows; same gradients."""
+    net = Network((784, 10, 10), init="notebook", seed=4)
+    ws = Workspace(net, 1024, runner)
+    assert 0 < ws._slice < 500  # the sliced path is really taken below
+    X, y = _batch(500, seed=9)
+    acts, loss, correct = net.forward_with_loss(X, y)
+    expected = net.backward(acts, y)
+    got_loss, got_correct = ws.loss_and_grads(X, y)
+    assert got_loss == pytest.approx(loss, rel=1e-5) and got_correct == correct
+    for g, e in zip(ws.grads, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
