@@ -186,6 +186,25 @@ def test_unpolled_job_is_abandoned_saved_but_not_activated(tmp_path, sample):
     assert snap.result["model_name"] in store.names() and store.active_name() is None
 
 
+def test_a_connected_viewer_keeps_an_unpolled_job_alive(sample):
+    """A background tab polls rarely but is still connected; once it disconnects, the job stops."""
+    clock = FakeClock()
+    connected = {"tab": True}
+    manager = TrainingManager(max_running=1)
+    job = TrainingJob(ENDLESS, sample, save=False, idle_timeout=60, clock=clock)
+    job.add_keepalive("tab", lambda: connected["tab"])
+    job.add_keepalive("broken", lambda: 1 / 0)  # a check that fails counts as not watching
+    manager.submit(job)
+    wait_for(lambda: job.snapshot().step > 0)
+    clock.now += 61
+    step = job.snapshot().step
+    wait_for(lambda: job.snapshot().step > step)  # still training: the tab is connected
+    assert job.snapshot().status == "running" and job.watched()
+    connected["tab"] = False
+    clock.now += 61
+    assert job.done.wait(10) and job.snapshot().status == "abandoned"
+
+
 def test_queued_job_nobody_waits_for_leaves_the_queue(sample):
     clock = FakeClock()
     manager = TrainingManager(max_running=1)
@@ -259,6 +278,15 @@ def test_settings_from_environment(monkeypatch):
     assert worker.max_trainings() == 1
     monkeypatch.delenv("SCRATCHNET_BLAS_THREADS", raising=False)
     assert worker.blas_threads() == 1
+    monkeypatch.setenv("SCRATCHNET_BLAS_THREADS", "2")
+    assert worker.blas_threads() == 2
+    monkeypatch.delenv("SCRATCHNET_IDLE_TIMEOUT", raising=False)
+    assert worker.idle_timeout() == worker.DEFAULT_IDLE_TIMEOUT == 60
+    monkeypatch.setenv("SCRATCHNET_IDLE_TIMEOUT", "2.5")
+    assert worker.idle_timeout() == 2.5
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("SCRATCHNET_IDLE_TIMEOUT", bad)
+        assert worker.idle_timeout() == 60
 
 
 def test_get_manager_is_a_process_wide_singleton():

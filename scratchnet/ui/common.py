@@ -181,6 +181,25 @@ def show_error(err: BaseException) -> None:
         st.error(f"Something went wrong inside scratchnet ({type(err).__name__}: {err}).", icon="🐞")
 
 
+# --------------------------------------------------------------------------- trainings
+
+
+def keep_alive(job) -> None:
+    """Tell ``job`` this browser session watches it, for as long as its connection stays open.
+
+    Polls are the heartbeat, but a background tab's timers may fire only once a minute; the
+    websocket is the better witness. Outside a real server (AppTest) this does nothing.
+    """
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    job.add_keepalive(session_id, lambda: runtime.is_active_session(session_id))
+
+
 # --------------------------------------------------------------------------- sidebar
 
 
@@ -202,6 +221,7 @@ def _sidebar_training_status() -> None:
     snap = job.snapshot()
     with st.sidebar:
         if snap.active:
+            keep_alive(job)
             _training_badge(job_id)
         else:
             _ended_badge(snap)

@@ -22,11 +22,12 @@ from scratchnet.ui.common import (
     active_model,
     get_dataset,
     get_store,
+    keep_alive,
     mnist_available,
     page_link,
     show_error,
 )
-from scratchnet.ui.worker import TrainingJob, format_seconds, get_manager, max_trainings
+from scratchnet.ui.worker import TrainingJob, format_seconds, get_manager, idle_timeout, max_trainings
 
 POLL_SECONDS = 0.5  # live view refresh: smooth enough, cheap for the server
 DEFAULT_PRESET = "fast"
@@ -88,13 +89,16 @@ def _jobs() -> tuple[TrainingJob | None, TrainingJob | None]:
         if own is not None:
             ss[JOB_KEY] = own.id
             _show_config_of(own)
-    if own is not None and own.snapshot().active and st.query_params.get("job") != own.id:
-        st.query_params["job"] = own.id  # page switches drop it; a reload must still find the job
+    if own is not None and own.snapshot().active:
+        keep_alive(own)
+        if st.query_params.get("job") != own.id:
+            st.query_params["job"] = own.id  # page switches drop it; a reload must still find the job
     watched = None
     if own is None or not own.snapshot().active:
         others = [j for j in manager.active_jobs() if j is not own]
         if others:
             watched = others[0]
+            keep_alive(watched)
     return own, watched
 
 
@@ -123,10 +127,12 @@ def _on_start() -> None:
         preset = ss[K + "preset"] if ss[K + "preset"] in PRESETS else None
         if ss.get(K + "drawings"):
             dataset = _with_drawings(dataset)
-        job = TrainingJob(config, dataset, store=get_store(), preset=preset or "custom")
+        job = TrainingJob(config, dataset, store=get_store(), preset=preset or "custom",
+                          idle_timeout=idle_timeout())
     except ScratchnetError as err:
         ss[K + "start_error"] = str(err)
         return
+    keep_alive(job)
     get_manager().submit(job)
     ss[JOB_KEY] = job.id
     st.query_params["job"] = job.id

@@ -56,6 +56,18 @@ def max_trainings() -> int:
     return _env_int("SCRATCHNET_MAX_TRAININGS", 1)
 
 
+def idle_timeout() -> float:
+    """Seconds without a poll (and no connected viewer) before a training is stopped.
+
+    ``SCRATCHNET_IDLE_TIMEOUT``, default 60.
+    """
+    try:
+        value = float(os.environ.get("SCRATCHNET_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT))
+    except ValueError:
+        return DEFAULT_IDLE_TIMEOUT
+    return value if math.isfinite(value) and value > 0 else DEFAULT_IDLE_TIMEOUT
+
+
 def blas_threads() -> int:
     """BLAS threads per training (``SCRATCHNET_BLAS_THREADS``, default 1).
 
@@ -172,7 +184,12 @@ def format_seconds(s: float | None) -> str:
 
 
 class _StopSignal:
-    """``is_set()`` for ``training.train``: a stop request, or nobody polled for too long."""
+    """``is_set()`` for ``training.train``: a stop request, or nobody polled for too long.
+
+    Before giving up on a job nobody polled, its keep-alive checks are asked whether a viewer
+    is still connected: browsers slow the timers of background tabs down to one a minute, and a
+    hidden tab is not a closed one.
+    """
 
     def __init__(self, job: "TrainingJob"):
         self.event = threading.Event()
@@ -184,6 +201,9 @@ class _StopSignal:
             return True
         job = self.job
         if job.idle_timeout is not None and job.clock() - job.last_poll > job.idle_timeout:
+            if job.watched():
+                job.last_poll = job.clock()  # still connected: look again after another timeout
+                return False
             self.abandoned = True
             self.event.set()
             return True
@@ -235,6 +255,7 @@ class TrainingJob:
         self._cached: Snapshot | None = None
         self._version = 0
         self._cached_version = -1
+        self._keepalives: dict = {}
 
     # ------------------------------------------------------------------ the page's side
     def poll(self) -> Snapshot:
@@ -274,6 +295,23 @@ class TrainingJob:
             )
             self._cached, self._cached_version = snap, self._version
             return snap
+
+    def add_keepalive(self, key: str, check) -> None:
+        """Register ``check() -> bool``: is viewer ``key`` (e.g. a browser session) still there?"""
+        with self._lock:
+            self._keepalives[key] = check
+
+    def watched(self) -> bool:
+        """Does any registered viewer say it is still connected?"""
+        with self._lock:
+            checks = list(self._keepalives.values())
+        for check in checks:
+            try:
+                if check():
+                    return True
+            except Exception:  # a viewer that cannot answer is not watching
+                continue
+        return False
 
     def request_stop(self) -> None:
         """Ask the run to stop; it does so before its next gradient step."""
