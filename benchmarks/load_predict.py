@@ -198,8 +198,12 @@ class DrawerResult:
 
 
 def drawer(base_url: str, rounds: int, interval: float, start: threading.Event | None = None,
-           digits=("1", "7"), values: dict | None = None) -> DrawerResult:
-    """One Draw-page session: a new drawing every ``interval`` s, ``rounds`` times; checks answers."""
+           digits=("1", "7"), values: dict | None = None, offset: float = 0.0) -> DrawerResult:
+    """One Draw-page session: a new drawing every ``interval`` s, ``rounds`` times; checks answers.
+
+    ``offset`` seconds after ``start``, so sessions spread over the interval like real people
+    rather than all drawing in the same instant (offset 0 for all is the worst case).
+    """
     values = values or {d: canvas_value(draw_digit(d)) for d in digits}
     res = DrawerResult()
     try:
@@ -211,6 +215,7 @@ def drawer(base_url: str, rounds: int, interval: float, start: threading.Event |
                 return res
             if start is not None:
                 start.wait()
+            time.sleep(offset)
             next_at = time.monotonic()
             for i in range(rounds):
                 digit = digits[i % len(digits)]
@@ -393,6 +398,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="how long each session keeps drawing")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between a session's drawings")
     ap.add_argument("--no-training", action="store_true", help="measure without a training running")
+    ap.add_argument("--lockstep", action="store_true",
+                    help="all sessions draw at the same instant (worst case) instead of spread over the interval")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory (server log)")
     ap.add_argument("--server-nice", type=int, default=0,
                     help="run the server at this niceness (e.g. -10, needs root) to approximate a machine "
@@ -434,8 +441,8 @@ def main() -> int:
         results: list[DrawerResult] = [None] * args.sessions  # type: ignore[list-item]
 
         def one(i):
-            time.sleep(i * args.interval / args.sessions)  # spread the sessions over the second
-            results[i] = drawer(url, rounds, args.interval, values=values, start=go)
+            spread = 0.0 if args.lockstep else i * args.interval / args.sessions
+            results[i] = drawer(url, rounds, args.interval, values=values, start=go, offset=spread)
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(args.sessions)]
         for t in threads:
