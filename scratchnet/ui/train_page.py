@@ -72,14 +72,15 @@ def _apply_preset() -> None:
 
 def _knob_changed() -> None:
     st.session_state[K + "preset"] = form.matching_preset(_knobs())
+    st.session_state.pop(K + "start_error", None)  # the complaint was about the old value
 
 
 def _jobs() -> tuple[TrainingJob | None, TrainingJob | None]:
     """(this session's job, another active job to watch).
 
     A reload starts a new session; the job id in the URL (``?job=``) reattaches it to its
-    training. Without one, a training started elsewhere is shown read-only-ish (it can be
-    stopped), and Start queues this session's own job behind it.
+    training. Without one, a training started in another tab or session is shown (and can be
+    stopped), and Start queues this session's own training behind it.
     """
     ss = st.session_state
     manager = get_manager()
