@@ -78,8 +78,11 @@ def parse_hidden(text) -> tuple[int, ...]:
         raise ConfigError("Hidden layers: give at least one layer size, e.g. '10' or '256, 128'.")
     sizes = []
     for p in parts:
-        if not p.isdigit():
-            raise ConfigError(f"Hidden layers: {p!r} is not a whole number; write sizes like '256, 128'.")
+        # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
+        if not (p.isascii() and p.isdigit()):
+            raise ConfigError(f"Hidden layers: {p[:20]!r} is not a whole number; write sizes like '256, 128'.")
+        if len(p.lstrip("0")) > 6:  # also keeps int() below Python's limit on digits (a ValueError, not ours)
+            raise ConfigError(f"Hidden layers: {p[:12]}... is far too large; a layer has 1 to 4,096 units.")
         sizes.append(int(p))
     return tuple(sizes)
 
