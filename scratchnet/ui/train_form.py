@@ -83,7 +83,7 @@ def parse_hidden(text) -> tuple[int, ...]:
             raise ConfigError(f"Hidden layers: {p[:20]!r} is not a whole number; write sizes like '256, 128'.")
         if len(p.lstrip("0")) > 6:  # also keeps int() below Python's limit on digits (a ValueError, not ours)
             raise ConfigError(f"Hidden layers: {p[:12]}... is far too large; a layer has 1 to 4,096 units.")
-        sizes.append(int(p))
+        sizes.append(int(p.lstrip("0") or "0"))
     return tuple(sizes)
 
 
