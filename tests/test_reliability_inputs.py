@@ -274,6 +274,9 @@ BAD_CONFIGS = [  # (id, knob overrides as typed on the Train page, message fragm
     ("hidden-huge", {"hidden": "100000"}, "from 1 to 4096"),
     ("hidden-too-many-params", {"hidden": "4096, 4096, 4096"}, "parameters"),
     ("hidden-9-layers", {"hidden": "8,8,8,8,8,8,8,8,8"}, "At most 8 hidden layers"),
+    ("hidden-5000-digits", {"hidden": "9" * 5000}, "far too large"),
+    ("hidden-superscript", {"hidden": "²"}, "is not a whole number"),
+    ("hidden-leading-zeros", {"hidden": "0" * 5000 + "5000"}, "from 1 to 4096"),
     ("l2-5", {"l2": 5.0}, "L2 regularisation"),
     ("momentum-1", {"momentum": 1.0}, "Momentum"),
 ]
@@ -425,6 +428,8 @@ PAGE_CONFIGS = [
     ("hidden-text", {"tr_hidden": "abc"}, "'abc' is not a whole number"),
     ("hidden-0", {"tr_hidden": "0"}, "from 1 to 4096"),
     ("hidden-too-many-params", {"tr_hidden": "4096, 4096, 4096"}, "parameters"),
+    ("hidden-5000-digits", {"tr_hidden": "9" * 5000}, "far too large"),
+    ("hidden-superscript", {"tr_hidden": "²"}, "is not a whole number"),
     ("batch-larger-than-data", {"tr_full_batch": False, "tr_batch_size": 10_000}, "larger than the training set"),
 ]
 
