@@ -62,8 +62,8 @@ def test_sidebar_follows_a_training_on_other_pages(env_dirs):
     at.switch_page("app.py")
     at.run()
     assert not at.exception, at.exception
-    assert "Training in progress" in "\n".join(c.value for c in at.sidebar.caption)
     job = get_manager().get(at.session_state[JOB_KEY])
+    assert "Training in progress" in "\n".join(c.value for c in at.sidebar.caption), job.snapshot()
     job.request_stop()
     assert job.done.wait(10)
     at.run()
