@@ -367,7 +367,7 @@ class TrainingJob:
         if status == "stopped" and self.stop_signal.abandoned:
             status = "abandoned"
             message = (f"Stopped after {format_seconds(self.idle_timeout)} without anyone watching "
-                       f"(the page was closed or reloaded). {message}")
+                       f"(the page was closed). {message}")
         self._set(result={"val_accuracy": last.val_accuracy if last else None, "test_accuracy": test_acc})
         error = ""
         trained = last is not None and last.step > 0
