@@ -16,7 +16,15 @@ def run_home() -> AppTest:
 
 
 def page_links(at) -> list[str]:
-    return [p.proto.page for p in at.get("page_link")]
+    """Links in the page body (the sidebar's navigation is checked separately)."""
+    return [p.proto.page for p in at.main.get("page_link")]
+
+
+def test_sidebar_navigation_names_every_page(env_dirs):
+    at = run_home()
+    links = [(p.proto.label, p.proto.page) for p in at.sidebar.get("page_link")]
+    assert [label for label, _ in links] == ["Home", "Train", "Draw", "Inspect"]
+    assert [page for _, page in links][1:] == ["Train", "Draw", "Inspect"]
 
 
 def test_home_without_model_or_mnist(env_dirs):

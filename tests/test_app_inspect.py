@@ -45,7 +45,7 @@ def test_no_model_points_to_train_page(env_dirs):
     assert not at.exception, at.exception
     assert not at.error
     assert any("no trained model" in i.value.lower() for i in at.info)
-    assert [link.proto.page for link in at.page_link] == ["Train"]
+    assert [link.proto.page for link in at.main.get("page_link")] == ["Train"]
     assert not at.tabs
 
 

@@ -39,8 +39,22 @@ def setup_page(title: str, icon: str = DEFAULT_ICON, *, training_badge: bool = T
         page_icon=icon,
         layout="wide",
     )
+    _sidebar_navigation()
     if training_badge:
         _sidebar_training_status()
+
+
+NAV = (("app.py", "Home"), ("Train", "Train"), ("Draw", "Draw"), ("Inspect", "Inspect"))
+
+
+def _sidebar_navigation() -> None:
+    """Our own page list: Streamlit's would call the home page "app", after app.py.
+
+    ``client.showSidebarNavigation = false`` in .streamlit/config.toml hides the built-in one.
+    """
+    with st.sidebar:
+        for name, label in NAV:
+            page_link(name, label)
 
 
 def page_path(name: str) -> str | None:
@@ -61,7 +75,8 @@ def page_link(name: str, label: str, icon: str | None = None) -> None:
     except StreamlitAPIException:
         # Streamlit resolves the path against the *entrypoint*: a page run on its own (AppTest of
         # pages/x.py) has no pages/ folder beside it. A plain link still leads to the page.
-        st.markdown(f"{icon or ''} [{label}](/{name})")
+        target = "" if name == "app.py" else name
+        st.markdown(f"{icon or ''} [{label}](/{target})")
 
 
 # --------------------------------------------------------------------------- model store
