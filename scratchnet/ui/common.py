@@ -205,11 +205,13 @@ def keep_alive(job) -> None:
     Polls are the heartbeat, but a background tab's timers may fire only once a minute; the
     websocket is the better witness. Outside a real server (AppTest) this does nothing.
     """
+    from streamlit import config
     from streamlit.runtime import Runtime
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     ctx = get_script_run_ctx()
-    if ctx is None or not Runtime.exists():
+    # AppTest installs a MagicMock runtime whose is_active_session() is always truthy.
+    if ctx is None or not Runtime.exists() or config.get_option("global.appTest"):
         return
     runtime, session_id = Runtime.instance(), ctx.session_id
     job.add_keepalive(session_id, lambda: runtime.is_active_session(session_id))
