@@ -63,8 +63,21 @@ def restore_server_models(streamlit_server):
     store.set_active(active)
 
 
+def _stop_other_trainings(url: str) -> None:
+    """The server is shared with other tests: stop any training they left running (anyone may)."""
+    with lp.Session(url, "Train") as s:
+        for _ in range(10):
+            page = s.run()
+            if not any("you are watching it" in a for a in page.alerts("info")):
+                return
+            s.run([s.state(page.widget_id("tr_stop"), trigger_value=True)])
+            time.sleep(0.5)
+    raise AssertionError("another training kept running on the shared server")
+
+
 def test_twenty_sessions_predict_while_one_trains_and_a_second_training_queues(streamlit_server, restore_server_models):
     url = str(streamlit_server)
+    _stop_other_trainings(url)
     trainer = lp.Trainer(url, epochs=1000)  # ~32,000 steps on the sample: runs until stopped
     second = None
     try:
