@@ -317,3 +317,38 @@ def test_a_replica_replacing_the_active_model_never_shows_another_a_broken_one(t
     assert proc.returncode == 0 and b"done" in out, err.decode()[-2000:]
     assert loads > 5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_on_a_real_server_a_closed_tab_stops_its_training(tmp_path, _trained_model_dir):
+    """Close the tab (the websocket) mid-training: the server stops the run within the idle
+    timeout (here SCRATCHNET_IDLE_TIMEOUT=1 s), saves it, and leaves the active model alone."""
+    import shutil
+    import subprocess
+
+    models, data = tmp_path / "models", tmp_path / "data"
+    shutil.copytree(_trained_model_dir, models)
+    data.mkdir()
+    port = lp.free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, SCRATCHNET_DATA_DIR=str(data), SCRATCHNET_MODELS_DIR=str(models),
+               SCRATCHNET_IDLE_TIMEOUT="1")
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        lp.wait_healthy(url, proc)
+        trainer = lp.Trainer(url, epochs=1000)
+        trainer.start()
+        assert _wait(lambda: trainer.running() or bool(trainer.session.run().progress_texts())), trainer.texts
+        trainer.session.close()  # the tab is gone: no more polls, the websocket is closed
+        store = ModelStore(models)
+        assert _wait(lambda: len(store.names()) == 2, timeout=60), "the orphaned training was never stopped"
+        assert store.active_name() == "test-model"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
