@@ -20,7 +20,8 @@ with tab_draw:
         st.caption("Draw one digit, large, in the black square. The network answers when you lift the pen.")
         canvas = draw.canvas_input()
     with right:
-        reading = draw.show_reading(net, canvas, empty_hint="Draw a digit on the canvas to see what the network reads.")
+        reading = draw.show_reading(net, canvas, empty_hint="Draw a digit on the canvas to see what the network reads.",
+                                    source="canvas")
         if reading is not None:
             draw.was_this_right(reading, name, "canvas")
 with tab_upload:
@@ -28,7 +29,8 @@ with tab_upload:
     with left:
         picture = draw.upload_input()
     with right:
-        reading = draw.show_reading(net, picture, empty_hint="Upload a photo or scan of one handwritten digit.")
+        reading = draw.show_reading(net, picture, empty_hint="Upload a photo or scan of one handwritten digit.",
+                                    source="upload")
         if reading is not None:
             draw.was_this_right(reading, name, "upload")
 

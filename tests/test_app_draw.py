@@ -194,3 +194,32 @@ def test_no_model_offers_one_click_training(env_dirs, monkeypatch):
     assert at.selectbox(key="draw_model").value == "quick-draw"  # ready to draw at once
     draw_on(at, draw_digit("1"))
     assert metric(at, "Prediction") is not None
+
+
+def test_the_newest_reading_is_handed_to_the_inspect_page(trained_model_store):
+    at = open_page()
+    assert "last_drawing" not in at.session_state
+    draw_on(at, draw_digit("1"))
+    first = at.session_state["last_drawing"]
+    assert first.shape == (28, 28) and first.dtype == np.float32
+    assert 0.0 <= first.min() and first.max() <= 1.0
+    np.testing.assert_array_equal(first, feedback.to_input(np.asarray(draw_digit("1"))))
+
+    # an upload while the "1" is still on the canvas: the newer picture is the last drawing
+    buf = io.BytesIO()
+    draw_digit("7", size=400).convert("L").save(buf, format="PNG")
+    at.file_uploader(key="draw_upload").set_value(("seven.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception, at.exception
+    uploaded = feedback.to_input(Image.open(io.BytesIO(buf.getvalue())))
+    np.testing.assert_array_equal(at.session_state["last_drawing"], uploaded)
+
+    # a new stroke takes over again, and the unchanged upload does not win it back on reruns
+    at.button(key="draw_clear").click().run()
+    assert metric(at, "Prediction") == "7"  # the upload tab still shows its reading
+    np.testing.assert_array_equal(at.session_state["last_drawing"], uploaded)
+    draw_on(at, draw_digit("7"))
+    drawn = feedback.to_input(np.asarray(draw_digit("7")))
+    assert not np.array_equal(drawn, uploaded)
+    np.testing.assert_array_equal(at.session_state["last_drawing"], drawn)
+    at.run()
+    np.testing.assert_array_equal(at.session_state["last_drawing"], drawn)

@@ -33,6 +33,8 @@ CANVAS_GEN = "draw_canvas_gen"  # bumped by "Clear": a new key gives a fresh, em
 MODEL_CHOICE = "draw_model"
 ACTIVE_SEEN = "draw_active_seen"  # the active model when this session last looked
 SAVED = "draw_saved"  # {input fingerprint: label} of drawings this session already labelled
+LAST_DRAWING = "last_drawing"  # (28, 28) float32: the Inspect page offers "My last drawing"
+LAST_SEEN = "draw_last_seen"  # {source: fingerprint} of each input's latest reading
 
 
 def canvas_key() -> str:
@@ -273,8 +275,11 @@ def probability_chart(probs: np.ndarray) -> None:
     )
 
 
-def show_reading(net, image, *, empty_hint: str):
-    """Preprocess + predict ``image``, show what the network saw and thinks -> Reading or None."""
+def show_reading(net, image, *, empty_hint: str, source: str):
+    """Preprocess + predict ``image``, show what the network saw and thinks -> Reading or None.
+
+    ``source`` ("canvas" or "upload") tells the inputs apart for ``remember_drawing``.
+    """
     if image is None:
         st.info(empty_hint, icon=":material/draw:")
         return None
@@ -293,7 +298,21 @@ def show_reading(net, image, *, empty_hint: str):
         st.metric("Prediction", str(reading.digit), help="The digit with the highest probability.")
         st.caption(f"{reading.confidence:.0%} sure")
     probability_chart(reading.probabilities)
+    remember_drawing(reading, source)
     return reading
+
+
+def remember_drawing(reading, source: str) -> None:
+    """Hand the newest reading to the Inspect page as ``st.session_state["last_drawing"]``.
+
+    Both tabs are computed on every rerun, so only a reading that changed since its own input's
+    previous one replaces it: a fresh stroke is not hidden by an upload made minutes ago.
+    """
+    fp = _fingerprint(reading)
+    seen = st.session_state.setdefault(LAST_SEEN, {})
+    if seen.get(source) != fp or LAST_DRAWING not in st.session_state:
+        seen[source] = fp
+        st.session_state[LAST_DRAWING] = np.array(reading.image, dtype=np.float32)
 
 
 def _fingerprint(reading) -> str:
