@@ -635,3 +635,15 @@ def test_server_keeps_xsrf_protection_on_for_uploads(streamlit_server):
         assert response.status == 403, (response.status, response.read()[:200])
     finally:
         conn.close()
+
+
+def test_train_page_names_the_bad_test_csv(env_dirs):
+    at = _train_page()
+    at.radio(key="tr_source").set_value("csv").run()
+    at.file_uploader(key="tr_upload").set_value(("good.csv", GOOD_CSV, "text/csv")).run()
+    at.file_uploader(key="tr_upload_test").set_value(("mytest.csv", (HEADER + _row(label="12")).encode(), "text/csv")).run()
+    assert not at.exception, at.exception
+    assert "mytest.csv, row 1 (line 2): the label (column 1) is 12" in _errors(at), _errors(at)
+    at.file_uploader(key="tr_upload_test").set_value(("mytest.csv", GOOD_CSV, "text/csv")).run()
+    assert not at.exception and not at.error, _errors(at)
+    assert _metric(at, "Test digits") == "40"
