@@ -26,6 +26,7 @@ import io
 import math
 import os
 import warnings
+from statistics import NormalDist
 from struct import error as struct_error
 from pathlib import Path
 
@@ -376,12 +377,18 @@ def paper_noise(gray: np.ndarray, invert: bool, background: int) -> float:
 
     1.4826 x the median absolute deviation from ``background`` (as ``ink_levels`` gives it, in
     the ink-is-bright scale): a digit touching up to half the border does not count as noise.
-    Exactly 0 for a flat background (a canvas, MNIST, a clean scan), a few levels for a photo.
+    Below one grey level the median deviation is 0, so the spread is then inferred from how
+    many border pixels differ from the paper level at all (rounded Gaussian noise). Exactly 0
+    for a flat background (a canvas, MNIST, a clean scan), a few levels for a photo.
     """
     b = _border(gray).astype(np.int16)
     dev = np.abs((255 - b if invert else b) - background)
     mid = dev.size // 2
-    return 1.4826 * float(np.partition(dev, mid)[mid])
+    mad = float(np.partition(dev, mid)[mid])
+    if mad > 0:
+        return 1.4826 * mad
+    differ = np.count_nonzero(dev) / dev.size  # < 1/2 here; P(|round(N(0, s))| >= 1)
+    return 0.0 if differ == 0 else 0.5 / NormalDist().inv_cdf(1.0 - differ / 2.0)
 
 
 def noise_floor(gray: np.ndarray, levels=None, minimum: float = 0.0) -> float:
