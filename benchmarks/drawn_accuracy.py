@@ -15,7 +15,8 @@ next to the repository) and on harder variants built from those drawings:
 Each is read through ``scratchnet.feedback.to_input`` (imaging's pipeline) and, for comparison,
 "resize-only": grey, scaled to 28x28, inverted if the paper is light - no crop, no centring.
 Also: MNIST test accuracy on the raw images vs the same images through the pipeline (it should
-change them very little), and the median latency from the canvas PNG to ten probabilities.
+change them very little), the median latency from the canvas PNG to ten probabilities, and that of
+``canvas_to_mnist`` alone.
 
     SCRATCHNET_DATA_DIR=/work/shared/data/mnist python benchmarks/drawn_accuracy.py
     python benchmarks/drawn_accuracy.py --model benchmarks/out/fast.npz --notebook-model benchmarks/out/notebook.npz
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from scratchnet import feedback  # noqa: E402
 from scratchnet.datasets import load_mnist  # noqa: E402
 from scratchnet.errors import EmptyImageError  # noqa: E402
-from scratchnet.imaging import load_image, to_mnist  # noqa: E402
+from scratchnet.imaging import canvas_to_mnist, load_image, to_mnist  # noqa: E402
 from scratchnet.store import load_model, save_model  # noqa: E402
 from scratchnet.training import PRESETS, fit  # noqa: E402
 
@@ -190,6 +191,17 @@ def get_model(preset: str, path: str | None, ds, out_dir: Path):
     return net
 
 
+def preprocessing_latency(items, repeats: int = 200) -> float:
+    """Median ms of ``canvas_to_mnist`` alone on decoded canvas arrays (the 28x28 pipeline)."""
+    times = []
+    for i in range(repeats):
+        rgba = items[i % len(items)]
+        t = time.perf_counter()
+        canvas_to_mnist(rgba)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
 def latency(net, items, repeats: int = 200) -> float:
     """Median ms from the canvas's PNG data URL (what the browser sends) to ten probabilities."""
     urls = []
@@ -247,6 +259,7 @@ def main(argv=None) -> int:
 
     ms = latency(nets["fast"], sets["canvas-280"])
     print(f"\ncanvas PNG -> probabilities, fast model: median {ms:.2f} ms")
+    print(f"canvas_to_mnist alone (canvas-280 arrays): median {preprocessing_latency(sets['canvas-280']):.2f} ms")
     return 0
 
 
