@@ -556,9 +556,9 @@ def normalize_stroke(work: np.ndarray, keep=MNIST_STROKE_KEEP, target=MNIST_STRO
 
     Widths are judged as they will come out (``stroke_width(shrink_to_box(...))``, the statistic
     MNIST's range was measured with). Widths MNIST itself has (``keep``, see
-    ``MNIST_STROKE_KEEP``) are left alone and the same array is returned. Thinner strokes are thickened to
-    MNIST's lower quartile, thicker ones thinned to its upper quartile, by grey dilation/erosion
-    steps (alternating cross and square, which approximates a disc). Each step changes the final
+    ``MNIST_STROKE_KEEP``) are left alone and the same array is returned. Thinner strokes are
+    thickened to MNIST's lower quartile, thicker ones thinned to its upper quartile, by grey
+    dilation/erosion steps (alternating cross and square, which approximates a disc). Each step changes the final
     width by about half a pixel: a first estimate of the step count, then single steps while
     they bring the width closer to the target. Thinning never removes more than 85% of the ink.
     """
