@@ -456,15 +456,20 @@ def test_train_page_refuses_bad_settings_at_start_and_recovers(env_dirs, values,
 
 
 @pytest.mark.parametrize("key, value", [("tr_lr", 0.0), ("tr_lr", 1e6), ("tr_batch_size", 0),
-                                         ("tr_batch_size", 10**9), ("tr_seed", -1)])
+                                         ("tr_batch_size", 10**9), ("tr_seed", -1), ("tr_iterations", 0),
+                                         ("tr_iterations", 10**9), ("tr_epochs", 0.0), ("tr_epochs", 1e9)])
 def test_train_page_number_widgets_never_take_out_of_range_values(env_dirs, key, value):
     """A crafted client can send any number; Streamlit keeps the widget within its bounds."""
     at = _train_page()
+    if key == "tr_iterations":
+        at.radio(key="tr_unit").set_value("iterations").run()
     widget = at.number_input(key=key)
     lo, hi = widget.proto.min, widget.proto.max
     widget.set_value(value).run()
     assert not at.exception, at.exception
     assert lo <= at.number_input(key=key).value <= hi
+    at.button(key="tr_start").click().run()  # and what it holds trains, or is refused in words
+    assert not at.exception, at.exception
 
 
 def _draw_page() -> AppTest:
