@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -352,3 +353,29 @@ def test_on_a_real_server_a_closed_tab_stops_its_training(tmp_path, _trained_mod
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def test_a_crafted_client_cannot_disturb_other_sessions(streamlit_server):
+    """Malformed widget states (wrong types, NaN in an integer box, junk options, a huge canvas)
+    may at worst fail that one session's rerun; everyone else keeps drawing and the server stays up."""
+    url = str(streamlit_server)
+    values = {d: lp.canvas_value(lp.draw_digit(d)) for d in ("1", "7")}
+    with lp.Session(url, "Train") as evil, lp.Session(url, "Draw") as good:
+        canvas = good.run().widget_id("draw_canvas_0")
+        train = evil.run()
+        junk = []
+        for key in ("tr_model_pick", "tr_preset", "tr_optimizer", "tr_batch_size", "tr_seed", "tr_hidden"):
+            wid = train.widget_id(key)
+            if wid is not None:
+                junk += [evil.state(wid, int_value=-5), evil.state(wid, double_value=float("nan")),
+                         evil.state(wid, string_value="../../etc/passwd"), evil.state(wid, trigger_value=True)]
+        for state in junk:
+            evil.run([state])
+        with lp.Session(url, "Draw") as evil_draw:
+            bomb = lp.Session.state(evil_draw.run().widget_id("draw_canvas_0"), json_value="{" * 10000)
+            evil_draw.run([bomb])
+        for digit in ("1", "7"):
+            r = good.run([good.state(canvas, json_value=values[digit])])
+            assert r.metric("Prediction") == digit, (r.alerts(), r.exceptions())
+    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=10) as resp:
+        assert resp.status == 200
