@@ -26,6 +26,7 @@ from scratchnet.network import Network
 from scratchnet.store import ModelStore
 from scratchnet.training import TrainConfig
 from scratchnet.ui import worker
+from scratchnet.ui.common import JOB_KEY
 from scratchnet.ui.worker import TrainingJob, TrainingManager
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def _wait(cond, timeout=30.0, every=0.1):
 
 @pytest.fixture
 def restore_server_models(streamlit_server):
-    """Leave the shared server's models as they were: a stopped training is saved and activated."""
+    """Leave the shared server's models as they were: a stopped training is saved (maybe activated)."""
     store = ModelStore(streamlit_server.models_dir)
     before, active = set(store.names()), store.active_name()
     yield store
@@ -175,15 +176,9 @@ def _start_training(at: AppTest) -> TrainingJob:
     at.button(key="tr_start").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    job = worker.get_manager().get(at.session_state[worker_job_key()])
+    job = worker.get_manager().get(at.session_state[JOB_KEY])
     assert job is not None
     return job
-
-
-def worker_job_key() -> str:
-    from scratchnet.ui.common import JOB_KEY
-
-    return JOB_KEY
 
 
 def test_a_training_whose_session_is_gone_is_stopped_and_not_activated(trained_model_store):
