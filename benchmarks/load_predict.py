@@ -305,6 +305,27 @@ class Trainer:
         return run
 
 
+def watcher(base_url: str, seconds: float, start: threading.Event | None = None) -> int:
+    """A Train-page session that only watches someone else's training (the live view's polling)."""
+    polls = 0
+    with Session(base_url, "Train") as s:
+        run = s.run()
+        if start is not None:
+            start.wait()
+        end = time.monotonic() + seconds
+        frag = run.fragment
+        while time.monotonic() < end:
+            if frag is None:
+                run = s.run()
+                frag = run.fragment
+                time.sleep(0.5)
+                continue
+            s.run(fragment_id=frag[0])
+            polls += 1
+            time.sleep(frag[1])
+    return polls
+
+
 # --------------------------------------------------------------------------- server
 
 
@@ -400,6 +421,8 @@ def main() -> int:
     ap.add_argument("--no-training", action="store_true", help="measure without a training running")
     ap.add_argument("--lockstep", action="store_true",
                     help="all sessions draw at the same instant (worst case) instead of spread over the interval")
+    ap.add_argument("--watchers", type=int, default=0,
+                    help="extra sessions that sit on the Train page watching the training's live view")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory (server log)")
     ap.add_argument("--server-nice", type=int, default=0,
                     help="run the server at this niceness (e.g. -10, needs root) to approximate a machine "
@@ -445,6 +468,9 @@ def main() -> int:
             results[i] = drawer(url, rounds, args.interval, values=values, start=go, offset=spread)
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(args.sessions)]
+        polls: list[int] = []
+        threads += [threading.Thread(target=lambda: polls.append(watcher(url, rounds * args.interval, go)))
+                    for _ in range(args.watchers)]
         for t in threads:
             t.start()
         time.sleep(2.0)  # every session has opened the page
@@ -486,6 +512,8 @@ def main() -> int:
           f"{'while one training ran' if not args.no_training else 'no training'} "
           f"(still running at the end: {still_training}); {os.cpu_count()} CPUs")
     print(f"predictions: {sent} sent, {answered} answered, {correct} correct")
+    if args.watchers:
+        print(f"{args.watchers} more sessions watched the live training view: {sum(polls)} polls")
     print(f"server-side prediction (read_digit: preprocess + forward), {len(server_ms)} calls: "
           f"p50 {percentile(server_ms, 50):.1f} ms, p95 {percentile(server_ms, 95):.1f} ms, "
           f"max {max(server_ms, default=float('nan')):.1f} ms")
