@@ -1,5 +1,6 @@
 """The home page through AppTest: explains itself, reports data and model state, links the pages."""
 
+import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -72,6 +73,11 @@ def test_sidebar_follows_a_training_on_other_pages(env_dirs):
     assert not at.exception, at.exception
     job = get_manager().get(at.session_state[JOB_KEY])
     assert "Training in progress" in "\n".join(c.value for c in at.sidebar.caption), job.snapshot()
+    # A run stopped before its first step has nothing to save; let it take a step first
+    # (on a loaded CI machine the thread may not have started yet).
+    deadline = time.monotonic() + 30
+    while job.snapshot().step == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
     job.request_stop()
     assert job.done.wait(10)
     at.run()
