@@ -373,8 +373,10 @@ class PairRunner:
         return False
 
 
-# A product smaller than this many multiply-adds is not worth handing to a second thread.
+# Work smaller than this many multiply-adds is not worth handing to a second thread. The row
+# halves of stage 1 are many small NumPy calls that hold the GIL, so they need more work to pay.
 PARALLEL_MIN_MACS = 1_000_000
+PARALLEL_ROWS_MIN_MACS = 16_000_000
 # OpenBLAS multiplies matrices of up to ~1e6 multiply-adds with "small matrix" kernels that skip
 # packing the operands into buffers. For a skinny first layer (784 -> 10, the notebook's) packing
 # the images costs more than the arithmetic, so we feed that layer slices of rows that stay under
@@ -388,12 +390,20 @@ class Workspace:
 
     The maths is :meth:`Network.forward_with_loss` followed by :meth:`Network.backward`, but every
     intermediate lives in a buffer allocated once, and gradients land in one flat array laid out
-    like :meth:`Network.flat_params` (so an optimizer updates everything in a few whole-array
-    passes). With a :class:`PairRunner`, the large products are split in two halves (rows of the
-    batch forward, rows of the weight gradient backward) run on both cores; a split never changes
-    any number. Batches larger than ``capacity`` are processed in chunks whose gradients are
-    summed, so a chunk of the full-batch notebook run stays in cache between its forward and
-    backward pass and the 185 MB training set is read from memory once per iteration, not twice.
+    like :meth:`Network.flat_params`. A training step has two stages, each split in two halves
+    that a :class:`PairRunner` runs on both cores (without one, the halves run one after the
+    other and give the very same numbers):
+
+    1. :meth:`forward_backward`, split by rows: each half of the batch goes forward, through the
+       softmax and the loss, and back through every layer's dL/dZ -- all of that is per row.
+    2. :meth:`backward_update`, split by parameters: each half of the flat parameter buffer gets
+       its weight and bias gradients (``A^T dZ`` for its rows of each ``W``) and, right away, its
+       optimizer update. The cut is placed so both halves cost about the same.
+
+    So a step hands work to the second core twice, however deep the network. Batches larger than
+    ``capacity`` (full-batch gradient descent) go through :meth:`loss_and_grads` in chunks, in
+    two lanes summed in a fixed order: a chunk stays in cache between its forward and backward
+    pass, so the 185 MB training set is read from memory once per iteration, not twice.
     """
 
     def __init__(self, net: Network, capacity: int, runner: PairRunner | None = None):
@@ -404,8 +414,8 @@ class Workspace:
         self._flat = net._flat
         cap = self.capacity
         widths = net.sizes[1:]
-        self._acts = [np.empty((cap, w), DTYPE) for w in widths]  # A1 .. P
-        self._deltas = [np.empty((cap, w), DTYPE) for w in widths[:-1]]  # dL/dA of hidden layers
+        self._acts = [np.empty((cap, w), DTYPE) for w in widths]  # A1 .. P (then dL/dZ of the output)
+        self._deltas = [np.empty((cap, w), DTYPE) for w in widths[:-1]]  # dL/dZ of hidden layers
         self._relu = net._act.name == "relu"
         # np.maximum with a scalar 0 takes a slow path; a zero array of the same shape is SIMD
         self._zeros = [np.zeros((cap, w), DTYPE) for w in widths[:-1]] if self._relu else []
@@ -419,13 +429,97 @@ class Workspace:
             self._g0_part = np.empty_like(self._g0_t)
         self._lanes = None  # for chunked batches: a second workspace, the other half's lane
         self._part = None  # gradients of one chunk, summed into grad_flat
+        self._plans: dict = {}
+        self._m = 0  # rows of the batch that forward_backward saw last
+        self._X = None
 
+    # ------------------------------------------------------------------ public steps
     def loss_and_grads(self, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> tuple[float, int]:
         """Gradients of the mean cross-entropy (+ l2/2 sum W^2) into ``grads`` / ``grad_flat``.
 
         Returns (mean cross-entropy without the L2 term, number of rows classified correctly),
         like :meth:`Network.forward_with_loss`. ``X`` must be float32 rows, ``y`` valid labels.
         """
+        n = self._check(y)
+        if n <= self.capacity:
+            loss, correct = self.forward_backward(X, y)
+            self.backward_update(l2)
+            return loss, correct
+        scale = 1.0 / n  # two lanes of chunks (one per core with a runner), summed in fixed order
+        if self._lanes is None:
+            self._lanes = Workspace(self.net, self.capacity)
+        other = self._lanes
+        half = -(-(n // 2) // self.capacity) * self.capacity
+        out = [None, None]
+
+        def lane_a():
+            out[0] = self._chunks(X[:half], y[:half], scale)
+
+        def lane_b():
+            out[1] = other._chunks(X[half:], y[half:], scale)
+
+        self._run(lane_a, lane_b)
+        self.grad_flat += other.grad_flat
+        if l2:
+            for W, gW in zip(self.net.weights, self.grads[0::2]):
+                gW += np.float32(l2) * W
+        return out[0][0] + out[1][0], out[0][1] + out[1][1]
+
+    def forward_backward(self, X: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """Stage 1: forward, loss and dL/dZ of every layer, for up to ``capacity`` rows.
+
+        Returns (mean cross-entropy, rows classified correctly); call :meth:`backward_update` next.
+        """
+        m = self._check(y)
+        if m > self.capacity:
+            raise ValueError(f"A batch of {m} rows does not fit a workspace for {self.capacity}.")
+        self._m, self._X = m, X
+        scale = 1.0 / m
+        if m >= 2 and m * self._n_weights() >= PARALLEL_ROWS_MIN_MACS:
+            h = m // 2
+            out = [None, None]
+
+            def first():
+                out[0] = self._rows(X, y, 0, h, scale)
+
+            def second():
+                out[1] = self._rows(X, y, h, m, scale)
+
+            self._run(first, second)
+            return out[0][0] + out[1][0], out[0][1] + out[1][1]
+        return self._rows(X, y, 0, m, scale)
+
+    def backward_update(self, l2: float = 0.0, optimizer=None) -> None:
+        """Stage 2: weight and bias gradients into ``grads``, then (with ``optimizer``) the update.
+
+        ``optimizer`` must update the network's flat parameter buffer (``make(name,
+        [net.flat_params()], ...)``) and have had ``begin_step()`` called for this step.
+        """
+        m = self._m
+        cost = 8 * optimizer.cost if optimizer is not None else 0  # one pass ~ 8 multiply-adds
+        plan = self._plan(m, cost)
+        total = len(self.grad_flat)
+        if plan is None:
+            self._grads_for(self._all_layers(), self.grads, m, l2)
+            if optimizer is not None:
+                optimizer.update(0, self.grad_flat, 0, total)
+            return
+        first_layers, second_layers, cut = plan
+
+        def first():
+            self._grads_for(first_layers, self.grads, m, l2)
+            if optimizer is not None:
+                optimizer.update(0, self.grad_flat, 0, cut)
+
+        def second():
+            self._grads_for(second_layers, self.grads, m, l2)
+            if optimizer is not None:
+                optimizer.update(0, self.grad_flat, cut, total)
+
+        self._run(first, second)
+
+    # ------------------------------------------------------------------ helpers
+    def _check(self, y) -> int:
         n = len(y)
         if n == 0:
             raise ValueError("A training step needs at least one row.")
@@ -439,33 +533,49 @@ class Workspace:
             self.grad_flat, self.grads = net.grad_layout()  # parameters were replaced: follow them
             self._flat = net._flat
             self._lanes = self._part = None
-        scale = 1.0 / n
-        if n <= self.capacity:
-            loss, correct = self._pass(X, y, scale, self.grads, self.runner)
-        else:  # two lanes of chunks (one per core with a runner), always summed in the same order
-            if self._lanes is None:
-                self._lanes = Workspace(net, self.capacity)
-            other = self._lanes
-            half = -(-(n // 2) // self.capacity) * self.capacity
-            out = [None, None]
+        return n
 
-            def lane_a():
-                out[0] = self._chunks(X[:half], y[:half], scale)
+    def _run(self, first, second) -> None:
+        if self.runner is None:
+            first()
+            second()
+        else:
+            self.runner.run(first, second)
 
-            def lane_b():
-                out[1] = other._chunks(X[half:], y[half:], scale)
+    def _n_weights(self) -> int:
+        return sum(W.size for W in self.net.weights)
 
-            if self.runner is None:
-                lane_a()
-                lane_b()
-            else:
-                self.runner.run(lane_a, lane_b)
-            self.grad_flat += other.grad_flat
-            loss, correct = out[0][0] + out[1][0], out[0][1] + out[1][1]
-        if l2:
-            for W, gW in zip(net.weights, self.grads[0::2]):
-                gW += np.float32(l2) * W
-        return loss, correct
+    def _all_layers(self):
+        return [(i, 0, W.shape[0], True) for i, W in enumerate(self.net.weights)]
+
+    def _plan(self, m: int, per_param: int):
+        """Split the parameters in two halves of about equal work, cutting between rows of a W.
+
+        Returns ([(layer, row_lo, row_hi, with_bias)] for each half, flat offset of the cut), or
+        None when the whole job is too small to be worth a second thread. Depends on shapes only.
+        """
+        key = (m, per_param)
+        if key in self._plans:
+            return self._plans[key]
+        Ws = self.net.weights
+        row_cost = [W.shape[1] * (m + per_param) for W in Ws]
+        total = sum(W.shape[0] * c for W, c in zip(Ws, row_cost))
+        plan = None
+        if m >= 1 and total >= PARALLEL_MIN_MACS:
+            target, acc = total / 2, 0.0
+            for i, (W, c) in enumerate(zip(Ws, row_cost)):
+                if acc + W.shape[0] * c >= target:
+                    r = min(W.shape[0], max(0, round((target - acc) / c)))
+                    if i == 0 and self._slice:  # the sliced skinny layer is not cut
+                        r = 0 if r < W.shape[0] / 2 else W.shape[0]
+                    break
+                acc += W.shape[0] * c
+            first = [(j, 0, Ws[j].shape[0], True) for j in range(i)] + ([(i, 0, r, False)] if r else [])
+            second = [(i, r, Ws[i].shape[0], True)] + [(j, 0, Ws[j].shape[0], True) for j in range(i + 1, len(Ws))]
+            cut = self.net._layout[2 * i][0] + r * Ws[i].shape[1]
+            plan = (first, second, cut)
+        self._plans[key] = plan
+        return plan
 
     def _chunks(self, X, y, scale) -> tuple[float, int]:
         """Sum the gradients of consecutive ``capacity``-row chunks into ``grad_flat`` (one core)."""
@@ -474,83 +584,85 @@ class Workspace:
             self.grad_flat[...] = 0
             return loss, correct
         cap = self.capacity
+        layers = self._all_layers()
         for i in range(0, len(y), cap):
+            Xc, yc = X[i : i + cap], y[i : i + cap]
+            part = self._rows(Xc, yc, 0, len(yc), scale)
+            self._X = Xc
             if i == 0:
-                part = self._pass(X[:cap], y[:cap], scale, self.grads, None)
+                self._grads_for(layers, self.grads, len(yc), 0.0)
             else:
                 if self._part is None:
                     self._part = self.net.grad_layout()
-                part = self._pass(X[i : i + cap], y[i : i + cap], scale, self._part[1], None)
+                self._grads_for(layers, self._part[1], len(yc), 0.0)
                 self.grad_flat += self._part[0]
             loss += part[0]
             correct += part[1]
         return loss, correct
 
-    def _pass(self, X, y, scale, grads, runner) -> tuple[float, int]:
-        """Forward and backward for up to ``capacity`` rows; returns (loss * scale * rows, correct)."""
+    def _rows(self, X, y, r0, r1, scale) -> tuple[float, int]:
+        """Stage 1 for rows [r0, r1): returns (their loss * scale, their correct count)."""
         net = self.net
-        m = len(y)
+        m = r1 - r0
         Ws, bs = net.weights, net.biases
         last = len(Ws) - 1
-        acts = [X]
+        A = X[r0:r1]
         for i in range(last):
-            Z = self._acts[i][:m]
-            A = acts[-1]
-            if runner is not None and m >= 2 and m * Ws[i].size >= PARALLEL_MIN_MACS and not (
-                i == 0 and self._slice
-            ):
-                h = m // 2
-                runner.run(
-                    lambda: self._hidden_forward(i, A[:h], Z[:h], 0, h),
-                    lambda: self._hidden_forward(i, A[h:], Z[h:], h, m),
-                )
+            Z = self._acts[i][r0:r1]
+            self._matmul_in(i, A, Z)
+            Z += bs[i]
+            if self._relu:
+                np.maximum(Z, self._zeros[i][r0:r1], out=Z)
             else:
-                self._hidden_forward(i, A, Z, 0, m)
-            acts.append(Z)
-        Z = self._acts[last][:m]
-        self._matmul_in(last, acts[-1], Z)
+                net._act.forward(Z)
+            A = Z
+        Z = self._acts[last][r0:r1]
+        self._matmul_in(last, A, Z)
         Z += bs[last]
-        correct = int(np.count_nonzero(Z.argmax(axis=1) == y))
+        yy = y[r0:r1]
+        correct = int(np.count_nonzero(Z.argmax(axis=1) == yy))
         Z -= Z.max(axis=1, keepdims=True)
-        flat_idx = self._row_base[:m] + y
+        flat_idx = self._row_base[:m] + yy
         Zf = Z.reshape(-1)
         z_true = float(Zf[flat_idx].sum(dtype=np.float64))
         np.exp(Z, out=Z)
         s = Z.sum(axis=1, keepdims=True)
         loss = (float(np.log(s).sum(dtype=np.float64)) - z_true) * scale
         Z /= s
-        # backward: dZ = (P - Y) / n, with Y applied by integer indexing instead of a one-hot
+        # dL/dZ at the output: (P - Y) / n, with Y applied by integer indexing, not a one-hot
         Zf[flat_idx] -= 1
         Z *= np.float32(scale)
         dZ = Z
-        for i in range(last, -1, -1):
-            A, gW, gb = acts[i], grads[2 * i], grads[2 * i + 1]
-            if i == 0:  # the input's gradient is never needed: only gW (split by its rows) and gb
-                if self._slice and m > self._slice:
-                    self._first_weight_grad(A, dZ, gW)
-                    np.add.reduce(dZ, axis=0, out=gb)
-                elif runner is not None and m >= 2 and gW.size * m >= PARALLEL_MIN_MACS:
-                    h = gW.shape[0] // 2
-                    runner.run(
-                        lambda: np.matmul(A[:, :h].T, dZ, out=gW[:h]),
-                        lambda: (np.matmul(A[:, h:].T, dZ, out=gW[h:]), np.add.reduce(dZ, axis=0, out=gb)),
-                    )
-                else:
-                    np.matmul(A.T, dZ, out=gW)
-                    np.add.reduce(dZ, axis=0, out=gb)
-                break
-            dA = self._deltas[i - 1][:m]
-            if runner is not None and m >= 2 and gW.size * m >= PARALLEL_MIN_MACS:
-                runner.run(  # weight gradient and input gradient side by side
-                    lambda: (np.matmul(A.T, dZ, out=gW), np.add.reduce(dZ, axis=0, out=gb)),
-                    lambda: self._hidden_backward(i, dZ, dA, m),
-                )
+        for i in range(last, 0, -1):
+            dA = self._deltas[i - 1][r0:r1]
+            np.matmul(dZ, Ws[i].T, out=dA)
+            A = self._acts[i - 1][r0:r1]
+            if self._relu:
+                mask = self._masks[i - 1][r0:r1]
+                np.greater(A, self._zeros[i - 1][r0:r1], out=mask)
+                np.multiply(dA, mask, out=dA)
             else:
-                np.matmul(A.T, dZ, out=gW)
-                np.add.reduce(dZ, axis=0, out=gb)
-                self._hidden_backward(i, dZ, dA, m)
+                net._act.backward(A, dA)
             dZ = dA
         return loss, correct
+
+    def _grads_for(self, layers, grads, m: int, l2: float) -> None:
+        """Stage 2 for some rows of some layers: gW[lo:hi] = A[:, lo:hi]^T dZ (+ l2 W), gb = sum dZ."""
+        Ws = self.net.weights
+        last = len(Ws) - 1
+        for i, lo, hi, with_bias in layers:
+            A = self._X[:m] if i == 0 else self._acts[i - 1][:m]
+            D = self._acts[last][:m] if i == last else self._deltas[i][:m]
+            gW = grads[2 * i]
+            if hi > lo:
+                if i == 0 and self._slice and m > self._slice and (lo, hi) == (0, gW.shape[0]):
+                    self._first_weight_grad(A, D, gW)
+                else:
+                    np.matmul(A[:, lo:hi].T, D, out=gW[lo:hi])
+                if l2:
+                    gW[lo:hi] += np.float32(l2) * Ws[i][lo:hi]
+            if with_bias:
+                np.add.reduce(D, axis=0, out=grads[2 * i + 1])
 
     def _matmul_in(self, i, A, Z) -> None:
         """Z = A @ W_i, the first layer in small-kernel slices of rows when it is skinny."""
@@ -573,22 +685,3 @@ class Workspace:
             np.matmul(dzt[:, j : j + step], X[j : j + step], out=part)
             acc += part
         np.copyto(gW, acc.T)
-
-    def _hidden_forward(self, i, A, Z, lo, hi) -> None:
-        self._matmul_in(i, A, Z)
-        Z += self.net.biases[i]
-        if self._relu:
-            np.maximum(Z, self._zeros[i][lo:hi], out=Z)
-        else:
-            self.net._act.forward(Z)
-
-    def _hidden_backward(self, i, dZ, dA, m) -> None:
-        """dL/dZ of hidden layer i-1 from dL/dZ of layer i, into ``dA`` (in place)."""
-        np.matmul(dZ, self.net.weights[i].T, out=dA)
-        A = self._acts[i - 1][:m]
-        if self._relu:
-            mask = self._masks[i - 1][:m]
-            np.greater(A, self._zeros[i - 1][:m], out=mask)
-            np.multiply(dA, mask, out=dA)
-        else:
-            self.net._act.backward(A, dA)

@@ -17,22 +17,45 @@ from scratchnet.errors import ConfigError
 PARALLEL_MIN_SIZE = 32_768  # elements; below this a second thread costs more than it saves
 
 
+def _part(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return a.reshape(-1)[lo:hi]
+
+
 class Optimizer:
+    """Updates ``params`` in place from gradients.
+
+    ``step(grads)`` updates everything. The training loop instead calls ``begin_step()`` once and
+    then ``update(i, grad, lo, hi)`` for element ranges of parameter ``i`` -- the two halves of the
+    network's flat parameter buffer, each on its own core right after its gradients are ready.
+    Every rule is element-wise, so how the elements are split never changes a number.
+    """
+
     name = "base"
+    cost = 2  # element-wise passes per parameter (tells the trainer how to balance the halves)
 
     def __init__(self, params: list[np.ndarray], lr: float):
         self.params = params
         self.lr = float(lr)
         self.t = 0
-        # Optional ``PairRunner`` (see network.py): large element-wise updates are then split in
-        # two halves done on both cores. Element-wise maths gives the same numbers either way.
+        # Optional ``PairRunner`` (see network.py): ``step`` then splits large arrays in two
+        # halves done on both cores.
         self.runner = None
 
     def step(self, grads: list[np.ndarray]) -> None:
-        self.t += 1
-        self._update(grads)
+        self.begin_step()
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            n = p.size
+            if self.runner is not None and n >= PARALLEL_MIN_SIZE:
+                h = (n // 2 + 15) // 16 * 16  # a cache-line boundary near the middle
+                self.runner.run(lambda: self.update(i, g, 0, h), lambda: self.update(i, g, h, n))
+            else:
+                self.update(i, g, 0, n)
 
-    def _update(self, grads: list[np.ndarray]) -> None:
+    def begin_step(self) -> None:
+        self.t += 1
+
+    def update(self, i: int, grad: np.ndarray, lo: int, hi: int) -> None:
+        """Update elements [lo, hi) of parameter ``i`` (flattened); ``grad`` may be scribbled on."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -44,10 +67,11 @@ class GD(Optimizer):
 
     name = "gd"
 
-    def _update(self, grads):
-        for p, g in zip(self.params, grads):
-            g *= self.lr  # the gradient buffers are ours to scribble on
-            p -= g
+    def update(self, i, grad, lo, hi):
+        g = _part(grad, lo, hi)
+        g *= self.lr  # the gradient buffers are ours to scribble on
+        p = _part(self.params[i], lo, hi)
+        p -= g
 
 
 class SGD(GD):
@@ -58,18 +82,20 @@ class Momentum(Optimizer):
     """Heavy-ball momentum: v = μ v - α g; θ += v."""
 
     name = "momentum"
+    cost = 4
 
     def __init__(self, params, lr, momentum: float = 0.9):
         super().__init__(params, lr)
         self.momentum = float(momentum)
         self.velocity = [np.zeros_like(p) for p in params]
 
-    def _update(self, grads):
-        for p, g, v in zip(self.params, grads, self.velocity):
-            v *= self.momentum
-            g *= self.lr
-            v -= g
-            p += v
+    def update(self, i, grad, lo, hi):
+        v, g = _part(self.velocity[i], lo, hi), _part(grad, lo, hi)
+        v *= self.momentum
+        g *= self.lr
+        v -= g
+        p = _part(self.params[i], lo, hi)
+        p += v
 
 
 class Adam(Optimizer):
@@ -83,6 +109,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    cost = 12  # ten passes, one of them a (slow, not vectorised) square root
 
     def __init__(self, params, lr, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         super().__init__(params, lr)
@@ -91,37 +118,28 @@ class Adam(Optimizer):
         self.v = [np.zeros_like(p) for p in params]  # second moment / (1 - beta2)
         self._tmp = [np.empty_like(p) for p in params]
 
-    def _update(self, grads):
+    def begin_step(self):
+        super().begin_step()
         b1, b2 = self.beta1, self.beta2
         c1 = 1 - b1**self.t
         c2 = 1 - b2**self.t
-        # sqrt(v_true / c2) = r * sqrt(v)
-        r = math.sqrt((1 - b2) / c2)
-        step = self.lr * (1 - b1) / (c1 * r)
-        eps = self.eps / r
-        for arrays in zip(self.params, grads, self.m, self.v, self._tmp):
-            size = arrays[0].size
-            if self.runner is not None and size >= PARALLEL_MIN_SIZE and arrays[0].ndim == 1:
-                h = (size // 2 + 15) // 16 * 16  # a cache-line boundary near the middle
-                self.runner.run(
-                    lambda: _adam_pass(*(a[:h] for a in arrays), b1, b2, step, eps),
-                    lambda: _adam_pass(*(a[h:] for a in arrays), b1, b2, step, eps),
-                )
-            else:
-                _adam_pass(*arrays, b1, b2, step, eps)
+        r = math.sqrt((1 - b2) / c2)  # sqrt(v_true / c2) = r * sqrt(v)
+        self._step = self.lr * (1 - b1) / (c1 * r)
+        self._eps = self.eps / r
 
-
-def _adam_pass(p, g, m, v, tmp, b1, b2, step, eps) -> None:
-    m *= b1
-    m += g
-    np.multiply(g, g, out=tmp)
-    v *= b2
-    v += tmp
-    np.sqrt(v, out=tmp)
-    tmp += eps
-    np.divide(m, tmp, out=tmp)
-    tmp *= step
-    p -= tmp
+    def update(self, i, grad, lo, hi):
+        p, m, v, tmp = (_part(a[i], lo, hi) for a in (self.params, self.m, self.v, self._tmp))
+        g = _part(grad, lo, hi)
+        m *= self.beta1
+        m += g
+        np.multiply(g, g, out=tmp)
+        v *= self.beta2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += self._eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= self._step
+        p -= tmp
 
 
 OPTIMIZERS = {"gd": GD, "sgd": SGD, "momentum": Momentum, "adam": Adam}

@@ -229,7 +229,6 @@ def train(
     runner = PairRunner() if _cores_allowed(controller) >= 2 else None
     ws = Workspace(net, min(bs, FULL_BATCH_CHUNK) if full_batch else bs, runner)
     opt = optimizers.make(config.optimizer, [flat], config.lr, config.momentum)
-    opt.runner = runner
     grads = [ws.grad_flat]
     augment = None
     if config.augment:
@@ -288,13 +287,20 @@ def train(
                         np.take(X, idx, axis=0, out=Xb, mode="clip")  # mode="raise" is 5x slower
                         np.take(y_idx, idx, out=yb, mode="clip")
                         if augment is not None:
-                            augment(Xb, rng, out=Xb)
-                    loss, n_correct = ws.loss_and_grads(Xb, yb, config.l2)
+                            _augment_halves(augment, Xb, rng, runner)
+                    if len(yb) > ws.capacity:  # full batch, in chunks
+                        loss, n_correct = ws.loss_and_grads(Xb, yb, config.l2)
+                    else:
+                        loss, n_correct = ws.forward_backward(Xb, yb)
                     if not math.isfinite(loss) or loss > DIVERGENCE_LOSS:
                         outcome = "diverged"
                         break
                     opt.lr = _lr_at(config, step, total)
-                    opt.step(grads)
+                    if len(yb) > ws.capacity:
+                        opt.step(grads)
+                    else:  # gradients and update together, each half of the parameters on a core
+                        opt.begin_step()
+                        ws.backward_update(config.l2, opt)
                     loss_sum += loss * len(yb)
                     correct += n_correct
                     seen += len(yb)
@@ -330,6 +336,26 @@ def train(
     finally:
         if runner is not None:
             runner.close()
+
+
+def _augment_halves(augment, Xb, rng, runner) -> None:
+    """Augment a batch in place as two halves, each with its own generator drawn from ``rng``.
+
+    The halves run on both cores when there is a runner; either way the numbers are the same,
+    because each half's randomness is fixed before anything runs.
+    """
+    m = len(Xb)
+    if m < 2:
+        augment(Xb, rng, out=Xb)
+        return
+    h = m // 2
+    first, second = (np.random.default_rng(s) for s in rng.integers(0, 2**63, size=2))
+    a, b = Xb[:h], Xb[h:]
+    if runner is None:
+        augment(a, first, out=a)
+        augment(b, second, out=b)
+    else:
+        runner.run(lambda: augment(a, first, out=a), lambda: augment(b, second, out=b))
 
 
 # Rows per chunk of a full-batch pass: a chunk's activations stay in cache between its forward

@@ -133,9 +133,10 @@ def test_pair_runner_runs_both_and_reports_errors(runner):
     assert hits[-2:] in ([3, 4], [4, 3])
 
 
-def test_training_on_two_threads_gives_the_same_weights_as_on_one():
+@pytest.mark.parametrize("augment", [False, True])
+def test_training_on_two_threads_gives_the_same_weights_as_on_one(augment):
     X, y = _batch(1500, seed=5)
-    cfg = TrainConfig(hidden=(256, 128), epochs=1, batch_size=200, seed=3)
+    cfg = TrainConfig(hidden=(256, 128), epochs=1, batch_size=200, seed=3, augment=augment)
     with threadpool_limits(1):  # the caller's cap: one core, so no second thread of ours
         one, _ = fit(cfg, X, y)
     two, _ = fit(cfg, X, y)
