@@ -383,6 +383,10 @@ PARALLEL_ROWS_MIN_MACS = 16_000_000
 # the limit: the notebook preset's iteration became 2.3x faster.
 SMALL_GEMM_MACS = 1_000_000
 SMALL_GEMM_MIN_ROWS = 32
+# Pixels that are 0 in every image of a batch contribute nothing to the first layer, forward or
+# backward: MNIST batches of 128 leave about a third of the 784 pixels blank, so the first (and
+# largest) layer multiplies only the columns in use, unless nearly all of them are.
+COMPACT_MAX_FRACTION = 0.85
 
 
 class Workspace:
@@ -430,6 +434,15 @@ class Workspace:
         self._lanes = None  # for chunked batches: a second workspace, the other half's lane
         self._part = None  # gradients of one chunk, summed into grad_flat
         self._plans: dict = {}
+        n_in, fan_out = net.sizes[0], net.sizes[1]
+        self._compact = not self._slice and n_in >= 64
+        if self._compact:  # the batch's non-blank columns, W0's matching rows, their gradient
+            self._xc = np.empty(cap * n_in, DTYPE)
+            self._w0c = np.empty((n_in, fan_out), DTYPE)
+            self._g0c = np.empty((n_in, fan_out), DTYPE)
+            self._col_hi = np.empty(n_in, DTYPE)
+            self._col_lo = np.empty(n_in, DTYPE)
+        self._cols = None  # indices of the batch's non-blank columns, when compacted
         self._m = 0  # rows of the batch that forward_backward saw last
         self._X = None
 
@@ -474,6 +487,7 @@ class Workspace:
         if m > self.capacity:
             raise ValueError(f"A batch of {m} rows does not fit a workspace for {self.capacity}.")
         self._m, self._X = m, X
+        self._prepare_columns(X)
         scale = 1.0 / m
         if m >= 2 and m * self._n_weights() >= PARALLEL_ROWS_MIN_MACS:
             h = m // 2
@@ -504,7 +518,8 @@ class Workspace:
             if optimizer is not None:
                 optimizer.update(0, self.grad_flat, 0, total)
             return
-        first_layers, second_layers, cut = plan
+        first_layers, second_layers, (i, r) = plan
+        cut = self.net._layout[2 * i][0] + self._row_boundary(i, r) * self.net.weights[i].shape[1]
 
         def first():
             self._grads_for(first_layers, self.grads, m, l2)
@@ -546,7 +561,10 @@ class Workspace:
         return sum(W.size for W in self.net.weights)
 
     def _all_layers(self):
-        return [(i, 0, W.shape[0], True) for i, W in enumerate(self.net.weights)]
+        rows = [W.shape[0] for W in self.net.weights]
+        if self._cols is not None:
+            rows[0] = len(self._cols)
+        return [(i, 0, k, True) for i, k in enumerate(rows)]
 
     def _plan(self, m: int, per_param: int):
         """Split the parameters in two halves of about equal work, cutting between rows of a W.
@@ -554,28 +572,53 @@ class Workspace:
         Returns ([(layer, row_lo, row_hi, with_bias)] for each half, flat offset of the cut), or
         None when the whole job is too small to be worth a second thread. Depends on shapes only.
         """
-        key = (m, per_param)
+        rows = [W.shape[0] for W in self.net.weights]
+        if self._cols is not None:
+            rows[0] = len(self._cols)  # the first layer's rows in use this batch
+        key = (m, per_param, rows[0])
         if key in self._plans:
             return self._plans[key]
         Ws = self.net.weights
         row_cost = [W.shape[1] * (m + per_param) for W in Ws]
-        total = sum(W.shape[0] * c for W, c in zip(Ws, row_cost))
+        total = sum(k * c for k, c in zip(rows, row_cost))
         plan = None
         if m >= 1 and total >= PARALLEL_MIN_MACS:
             target, acc = total / 2, 0.0
-            for i, (W, c) in enumerate(zip(Ws, row_cost)):
-                if acc + W.shape[0] * c >= target:
-                    r = min(W.shape[0], max(0, round((target - acc) / c)))
+            for i, (k, c) in enumerate(zip(rows, row_cost)):
+                if acc + k * c >= target:
+                    r = min(k, max(0, round((target - acc) / c)))
                     if i == 0 and self._slice:  # the sliced skinny layer is not cut
-                        r = 0 if r < W.shape[0] / 2 else W.shape[0]
+                        r = 0 if r < k / 2 else k
                     break
-                acc += W.shape[0] * c
-            first = [(j, 0, Ws[j].shape[0], True) for j in range(i)] + ([(i, 0, r, False)] if r else [])
-            second = [(i, r, Ws[i].shape[0], True)] + [(j, 0, Ws[j].shape[0], True) for j in range(i + 1, len(Ws))]
-            cut = self.net._layout[2 * i][0] + r * Ws[i].shape[1]
-            plan = (first, second, cut)
+                acc += k * c
+            first = [(j, 0, rows[j], True) for j in range(i)] + ([(i, 0, r, False)] if r else [])
+            second = [(i, r, rows[i], True)] + [(j, 0, rows[j], True) for j in range(i + 1, len(Ws))]
+            plan = (first, second, (i, r))
         self._plans[key] = plan
         return plan
+
+    def _prepare_columns(self, X) -> None:
+        """Find the batch's non-blank columns and gather them (and W0's rows) if few enough."""
+        self._cols = None
+        if not self._compact:
+            return
+        np.maximum.reduce(X, axis=0, out=self._col_hi)
+        np.minimum.reduce(X, axis=0, out=self._col_lo)
+        cols = np.flatnonzero((self._col_hi != 0) | (self._col_lo != 0))
+        n_in, k, m = X.shape[1], len(cols), len(X)
+        if k > COMPACT_MAX_FRACTION * n_in:
+            return
+        self._Xc = self._xc[: m * k].reshape(m, k)
+        np.take(X, cols, axis=1, out=self._Xc, mode="clip")  # indices are valid; "raise" is slow
+        self._W0c = self._w0c[:k]
+        np.take(self.net.weights[0], cols, axis=0, out=self._W0c, mode="clip")
+        self._cols = cols
+
+    def _row_boundary(self, i: int, r: int) -> int:
+        """Row of W_i where a part ending at (compacted) row ``r`` ends in the real matrix."""
+        if i != 0 or self._cols is None:
+            return r
+        return 0 if r == 0 else (self.net.weights[0].shape[0] if r >= len(self._cols) else int(self._cols[r]))
 
     def _chunks(self, X, y, scale) -> tuple[float, int]:
         """Sum the gradients of consecutive ``capacity``-row chunks into ``grad_flat`` (one core)."""
@@ -584,6 +627,7 @@ class Workspace:
             self.grad_flat[...] = 0
             return loss, correct
         cap = self.capacity
+        self._cols = None
         layers = self._all_layers()
         for i in range(0, len(y), cap):
             Xc, yc = X[i : i + cap], y[i : i + cap]
@@ -606,7 +650,7 @@ class Workspace:
         m = r1 - r0
         Ws, bs = net.weights, net.biases
         last = len(Ws) - 1
-        A = X[r0:r1]
+        A = X[r0:r1] if self._cols is None else self._Xc[r0:r1]
         for i in range(last):
             Z = self._acts[i][r0:r1]
             self._matmul_in(i, A, Z)
@@ -654,7 +698,9 @@ class Workspace:
             A = self._X[:m] if i == 0 else self._acts[i - 1][:m]
             D = self._acts[last][:m] if i == last else self._deltas[i][:m]
             gW = grads[2 * i]
-            if hi > lo:
+            if i == 0 and self._cols is not None:
+                self._compact_grad(D, gW, lo, hi, l2)
+            elif hi > lo:
                 if i == 0 and self._slice and m > self._slice and (lo, hi) == (0, gW.shape[0]):
                     self._first_weight_grad(A, D, gW)
                 else:
@@ -664,9 +710,21 @@ class Workspace:
             if with_bias:
                 np.add.reduce(D, axis=0, out=grads[2 * i + 1])
 
+    def _compact_grad(self, D, gW, lo, hi, l2) -> None:
+        """Rows of gW0 for compacted rows [lo, hi): computed for the columns in use, 0 elsewhere."""
+        cols = self._cols
+        a, b = self._row_boundary(0, lo), self._row_boundary(0, hi)
+        gW[a:b] = 0
+        if hi > lo:
+            part = self._g0c[lo:hi]
+            np.matmul(self._Xc[:, lo:hi].T, D, out=part)
+            gW[cols[lo:hi]] = part
+        if l2 and b > a:
+            gW[a:b] += np.float32(l2) * self.net.weights[0][a:b]
+
     def _matmul_in(self, i, A, Z) -> None:
         """Z = A @ W_i, the first layer in small-kernel slices of rows when it is skinny."""
-        W = self.net.weights[i]
+        W = self._W0c if i == 0 and self._cols is not None else self.net.weights[i]
         step = self._slice if i == 0 else 0
         if not step or len(A) <= step:
             np.matmul(A, W, out=Z)

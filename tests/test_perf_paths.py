@@ -211,3 +211,36 @@ def test_skinny_first_layer_in_row_slices_matches_backward(runner):
     assert got_loss == pytest.approx(loss, rel=1e-5) and got_correct == correct
     for g, e in zip(ws.grads, expected):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+@pytest.mark.parametrize("sizes", [(784, 256, 128, 10), (784, 96)])  # deep; first layer = output
+def test_blank_columns_are_skipped_with_the_same_gradients(l2, sizes, runner):
+    """Pixels blank in the whole batch are left out of the first layer; nothing else changes."""
+    X, y = _batch(128, seed=11)
+    X[:, np.random.default_rng(0).random(784) < 0.4] = 0  # ~40% of the pixels blank everywhere
+    net = Network(sizes, seed=6)
+    expected = net.backward(net.forward(X), y, l2)
+    for r in (None, runner):
+        ws = Workspace(net, 128, r)
+        ws.loss_and_grads(X, y, l2)
+        assert ws._cols is not None and len(ws._cols) < 600  # really compacted
+        for g, e in zip(ws.grads, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
+        assert not ws.grads[0][~X.any(axis=0)].any() or l2  # blank pixels: no data gradient
+
+
+def test_compacted_update_matches_plain_adam(runner):
+    X, y = _batch(128, seed=12)
+    X[:, :300] = 0
+    a, b = Network(seed=1), Network(seed=1)
+    ws = Workspace(a, 128, runner)
+    opt_a = optimizers.make("adam", [a.flat_params()], 1e-3)
+    opt_b = optimizers.make("adam", b.params(), 1e-3)
+    for _ in range(3):
+        ws.forward_backward(X, y)
+        opt_a.begin_step()
+        ws.backward_update(0.0, opt_a)
+        opt_b.step(b.backward(b.forward(X), y))
+    for p, q in zip(a.params(), b.params()):
+        np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
