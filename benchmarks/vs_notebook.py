@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# --code DIR: measure the scratchnet package of another checkout (e.g. a git worktree of an older
+# commit, for before/after figures); it must be set before scratchnet is imported.
+if "--code" in sys.argv:
+    ROOT = Path(sys.argv[sys.argv.index("--code") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
@@ -151,6 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--block", type=int, default=50, help="iterations per interleaved block (a multiple of 10)")
     ap.add_argument("--data-dir", default=None, help="folder with the MNIST .gz files (default: SCRATCHNET_DATA_DIR)")
+    ap.add_argument("--code", default=None, help="a checkout whose scratchnet package to measure instead")
     args = ap.parse_args(argv)
 
     from scratchnet.datasets import load_mnist

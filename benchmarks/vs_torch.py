@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# --code DIR: measure the scratchnet package of another checkout (e.g. a git worktree of an older
+# commit, for before/after figures); it must be set before scratchnet is imported.
+if "--code" in sys.argv:
+    ROOT = Path(sys.argv[sys.argv.index("--code") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
@@ -78,6 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2,
                     help="cores each side may use (torch.set_num_threads; our BLAS limit)")
     ap.add_argument("--data-dir", default=None, help="folder with the MNIST .gz files (default: SCRATCHNET_DATA_DIR)")
+    ap.add_argument("--code", default=None, help="a checkout whose scratchnet package to measure instead")
     args = ap.parse_args(argv)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
 
