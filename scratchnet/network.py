@@ -373,10 +373,13 @@ class PairRunner:
         return False
 
 
-# Work smaller than this many multiply-adds is not worth handing to a second thread. The row
-# halves of stage 1 are many small NumPy calls that hold the GIL, so they need more work to pay.
-PARALLEL_MIN_MACS = 1_000_000
+# Work smaller than this many multiply-adds is not worth handing to a second thread: a hand-off
+# costs ~40 us on each side, the row halves of stage 1 are many small NumPy calls that hold the
+# GIL, and Adam's passes are limited by memory bandwidth shared by both cores.
+# Measured per training step (784-256-128-10, Adam): at batch 32 both splits cost more than they
+# save, at 64 they break even, at 128 they make a step 1.4x faster.
 PARALLEL_ROWS_MIN_MACS = 16_000_000
+PARALLEL_PARAMS_MIN_MACS = 12_000_000
 # OpenBLAS multiplies matrices of up to ~1e6 multiply-adds with "small matrix" kernels that skip
 # packing the operands into buffers. For a skinny first layer (784 -> 10, the notebook's) packing
 # the images costs more than the arithmetic, so we feed that layer slices of rows that stay under
@@ -582,7 +585,7 @@ class Workspace:
         row_cost = [W.shape[1] * (m + per_param) for W in Ws]
         total = sum(k * c for k, c in zip(rows, row_cost))
         plan = None
-        if m >= 1 and total >= PARALLEL_MIN_MACS:
+        if m * sum(k * W.shape[1] for k, W in zip(rows, Ws)) >= PARALLEL_PARAMS_MIN_MACS:
             target, acc = total / 2, 0.0
             for i, (k, c) in enumerate(zip(rows, row_cost)):
                 if acc + k * c >= target:
