@@ -428,6 +428,10 @@ class Workspace:
         self._zeros = [np.zeros((cap, w), DTYPE) for w in widths[:-1]] if self._relu else []
         self._masks = [np.empty((cap, w), bool) for w in widths[:-1]] if self._relu else []
         self._row_base = np.arange(cap, dtype=np.intp) * widths[-1]
+        # sums along short rows or down columns are faster as matrix-vector products with ones
+        self._ones = np.ones(cap, DTYPE)
+        self._ones_out = np.ones(widths[-1], DTYPE)
+        self._row_max = np.empty(cap, DTYPE)
         rows = SMALL_GEMM_MACS // (net.sizes[0] * net.sizes[1]) // 16 * 16
         self._slice = rows if SMALL_GEMM_MIN_ROWS <= rows < cap else 0
         if self._slice:  # dZ^T of the first layer and one slice's gradient, both (fan_out, fan_in)
@@ -668,12 +672,12 @@ class Workspace:
         Z += bs[last]
         yy = y[r0:r1]
         correct = int(np.count_nonzero(Z.argmax(axis=1) == yy))
-        Z -= Z.max(axis=1, keepdims=True)
+        Z -= self._max_of_rows(Z, r0, r1)[:, None]
         flat_idx = self._row_base[:m] + yy
         Zf = Z.reshape(-1)
         z_true = float(Zf[flat_idx].sum(dtype=np.float64))
         np.exp(Z, out=Z)
-        s = Z.sum(axis=1, keepdims=True)
+        s = np.matmul(Z, self._ones_out)[:, None]
         loss = (float(np.log(s).sum(dtype=np.float64)) - z_true) * scale
         Z /= s
         # dL/dZ at the output: (P - Y) / n, with Y applied by integer indexing, not a one-hot
@@ -711,7 +715,18 @@ class Workspace:
                 if l2:
                     gW[lo:hi] += np.float32(l2) * Ws[i][lo:hi]
             if with_bias:
-                np.add.reduce(D, axis=0, out=grads[2 * i + 1])
+                np.matmul(self._ones[:m], D, out=grads[2 * i + 1])
+
+    def _max_of_rows(self, Z, r0, r1) -> np.ndarray:
+        """Row maxima; for the usual 10 outputs a maximum over columns is 4x faster than max(axis=1)."""
+        k = Z.shape[1]
+        if k > 16 or k < 2:
+            return Z.max(axis=1)
+        mx = self._row_max[r0:r1]
+        np.maximum(Z[:, 0], Z[:, 1], out=mx)
+        for j in range(2, k):
+            np.maximum(mx, Z[:, j], out=mx)
+        return mx
 
     def _compact_grad(self, D, gW, lo, hi, l2) -> None:
         """Rows of gW0 for compacted rows [lo, hi): computed for the columns in use, 0 elsewhere."""
