@@ -35,9 +35,7 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,6 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratchnet.devserver import running_app  # noqa: E402
 
 TIMING_ENV = "SCRATCHNET_TIMING_LOG"
 
@@ -329,28 +329,6 @@ def watcher(base_url: str, seconds: float, start: threading.Event | None = None)
 # --------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError("streamlit exited early")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("streamlit did not answer")
-        time.sleep(0.2)
-
-
 def serve(argv: list[str]) -> None:
     """``--serve PORT``: streamlit run app.py with read_digit timed into SCRATCHNET_TIMING_LOG."""
     import scratchnet.feedback as feedback
@@ -436,66 +414,54 @@ def main() -> int:
     timing = tmp / "predict_ms.log"
     print(f"training the shared model into {models_dir} ...", flush=True)
     train_model(models_dir)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, SCRATCHNET_DATA_DIR=str(data_dir), SCRATCHNET_MODELS_DIR=str(models_dir),
-               PYTHONUNBUFFERED="1", **{TIMING_ENV: str(timing)})
-    log = open(tmp / "server.log", "wb")
     nice = args.server_nice
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=(lambda: os.nice(nice)) if nice else None)
     trainer = None
-    try:
-        wait_healthy(url, proc)
-        if not args.no_training:
-            trainer = Trainer(url)
-            trainer.start()
-            trainer.watch()
-            deadline = time.monotonic() + 30
-            while not trainer.running() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if not trainer.running():
-                raise RuntimeError(f"the training did not start: {trainer.texts}")
-            print("training running:", trainer.texts[:1], flush=True)
-        rounds = max(1, int(args.seconds / args.interval))
-        values = {d: canvas_value(draw_digit(d)) for d in ("1", "7")}
-        go = threading.Event()
-        results: list[DrawerResult] = [None] * args.sessions  # type: ignore[list-item]
-
-        def one(i):
-            spread = 0.0 if args.lockstep else i * args.interval / args.sessions
-            results[i] = drawer(url, rounds, args.interval, values=values, start=go, offset=spread)
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(args.sessions)]
-        polls: list[int] = []
-        threads += [threading.Thread(target=lambda: polls.append(watcher(url, rounds * args.interval, go)))
-                    for _ in range(args.watchers)]
-        for t in threads:
-            t.start()
-        time.sleep(2.0)  # every session has opened the page
-        t0 = time.time()
-        cpu0 = cpu_seconds(proc.pid)
-        go.set()
-        for t in threads:
-            t.join()
-        t1 = time.time()
-        cpu1 = cpu_seconds(proc.pid)
-        load = os.getloadavg()[0]
-        still_training = trainer.running() if trainer is not None else None
-        if trainer is not None:
-            final = trainer.stop()
-            print("after Stop:", [a for a in final.alerts() if "Stopped" in a][:1])
-            trainer = None
-    finally:
-        if trainer is not None:
-            trainer.stop()
-        proc.terminate()
+    with running_app(data_dir, models_dir, tmp / "server.log", env={TIMING_ENV: str(timing)},
+                     command=lambda port: [sys.executable, __file__, "--serve", str(port)],
+                     preexec_fn=(lambda: os.nice(nice)) if nice else None) as (url, proc):
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            if not args.no_training:
+                trainer = Trainer(url)
+                trainer.start()
+                trainer.watch()
+                deadline = time.monotonic() + 30
+                while not trainer.running() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if not trainer.running():
+                    raise RuntimeError(f"the training did not start: {trainer.texts}")
+                print("training running:", trainer.texts[:1], flush=True)
+            rounds = max(1, int(args.seconds / args.interval))
+            values = {d: canvas_value(draw_digit(d)) for d in ("1", "7")}
+            go = threading.Event()
+            results: list[DrawerResult] = [None] * args.sessions  # type: ignore[list-item]
+
+            def one(i):
+                spread = 0.0 if args.lockstep else i * args.interval / args.sessions
+                results[i] = drawer(url, rounds, args.interval, values=values, start=go, offset=spread)
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(args.sessions)]
+            polls: list[int] = []
+            threads += [threading.Thread(target=lambda: polls.append(watcher(url, rounds * args.interval, go)))
+                        for _ in range(args.watchers)]
+            for t in threads:
+                t.start()
+            time.sleep(2.0)  # every session has opened the page
+            t0 = time.time()
+            cpu0 = cpu_seconds(proc.pid)
+            go.set()
+            for t in threads:
+                t.join()
+            t1 = time.time()
+            cpu1 = cpu_seconds(proc.pid)
+            load = os.getloadavg()[0]
+            still_training = trainer.running() if trainer is not None else None
+            if trainer is not None:
+                final = trainer.stop()
+                print("after Stop:", [a for a in final.alerts() if "Stopped" in a][:1])
+                trainer = None
+        finally:
+            if trainer is not None:
+                trainer.stop()
 
     server_ms, server_cpu_ms = [], []
     for line in timing.read_text().splitlines():

@@ -17,17 +17,14 @@ Mark browser tests ``@pytest.mark.browser``; ``-m "not browser"`` skips them.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from scratchnet.devserver import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -107,18 +104,21 @@ def _stop_trainings_after_test():
         manager.stop_all()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServerURL(str):
     """The base URL, with the server's directories and log attached."""
 
     data_dir: Path
     models_dir: Path
     log_path: Path
+
+    def log_mark(self) -> int:
+        """Where the server log ends now; other tests share the server and may log on purpose."""
+        return self.log_path.stat().st_size
+
+    def log_since(self, mark: int) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode(errors="replace")
 
 
 @pytest.fixture(scope="session")
@@ -127,42 +127,11 @@ def streamlit_server(tmp_path_factory, _trained_model_dir):
     data_dir, models_dir = base / "data", base / "models"
     data_dir.mkdir()
     shutil.copytree(_trained_model_dir, models_dir)
-    port = _free_port()
-    env = dict(os.environ, SCRATCHNET_DATA_DIR=str(data_dir), SCRATCHNET_MODELS_DIR=str(models_dir),
-               PYTHONUNBUFFERED="1")
     log_path = base / "server.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = ServerURL(f"http://127.0.0.1:{port}")
-    url.data_dir, url.models_dir, url.log_path = data_dir, models_dir, log_path
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited early:\n{log_path.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not answer:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.2)
+    with running_app(data_dir, models_dir, log_path) as (base_url, _proc):
+        url = ServerURL(base_url)
+        url.data_dir, url.models_dir, url.log_path = data_dir, models_dir, log_path
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ def prediction(page):
 def test_draw_with_the_mouse_then_reset(page, streamlit_server):
     from playwright.sync_api import expect
 
+    mark = streamlit_server.log_mark()
     canvas, hint = open_draw(page, streamlit_server)
     assert canvas.bounding_box()["width"] == pytest.approx(280, abs=1)
 
@@ -65,7 +66,7 @@ def test_draw_with_the_mouse_then_reset(page, streamlit_server):
     page.get_by_role("button", name="Reset canvas & history").click()
     expect(prediction(page)).to_have_count(0)
     expect(hint).to_be_visible()
-    assert "Traceback" not in streamlit_server.log_path.read_text(errors="replace")
+    assert "Traceback" not in streamlit_server.log_since(mark)
 
 
 def test_draw_with_a_finger_on_a_phone(browser, streamlit_server):

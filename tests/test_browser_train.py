@@ -34,6 +34,7 @@ def wait_until(predicate, timeout: float = 40.0, what: str = "condition"):
 
 
 def test_train_page_live_accuracy_and_stop(streamlit_server, page):
+    mark = streamlit_server.log_mark()
     page.goto(streamlit_server)
     page.get_by_text("State of things").wait_for()
     page.get_by_role("link", name=re.compile("^Train")).first.click()
@@ -81,5 +82,5 @@ def test_train_page_live_accuracy_and_stop(streamlit_server, page):
     page.get_by_text(re.compile(r"Stopped.* after [\d,]+ iterations")).wait_for()
     page.get_by_text("Saved as").first.wait_for()
     assert page.get_by_role("button", name="Start training").is_enabled()
-    log = streamlit_server.log_path.read_text(errors="replace")
+    log = streamlit_server.log_since(mark)
     assert "Traceback" not in log and "Warning" not in log and "WARNING" not in log, log

@@ -22,6 +22,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from scratchnet.datasets import load_sample
+from scratchnet.devserver import running_app
 from scratchnet.network import Network
 from scratchnet.store import ModelStore
 from scratchnet.training import TrainConfig
@@ -319,21 +320,11 @@ def test_on_a_real_server_a_closed_tab_stops_its_training(tmp_path, _trained_mod
     """Close the tab (the websocket) mid-training: the server stops the run within the idle
     timeout (here SCRATCHNET_IDLE_TIMEOUT=1 s), saves it, and leaves the active model alone."""
     import shutil
-    import subprocess
 
     models, data = tmp_path / "models", tmp_path / "data"
     shutil.copytree(_trained_model_dir, models)
     data.mkdir()
-    port = lp.free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, SCRATCHNET_DATA_DIR=str(data), SCRATCHNET_MODELS_DIR=str(models),
-               SCRATCHNET_IDLE_TIMEOUT="1")
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        lp.wait_healthy(url, proc)
+    with running_app(data, models, tmp_path / "server.log", env={"SCRATCHNET_IDLE_TIMEOUT": "1"}) as (url, _):
         trainer = lp.Trainer(url, epochs=1000)
         trainer.start()
         assert _wait(lambda: trainer.running() or bool(trainer.session.run().progress_texts())), trainer.texts
@@ -341,13 +332,6 @@ def test_on_a_real_server_a_closed_tab_stops_its_training(tmp_path, _trained_mod
         store = ModelStore(models)
         assert _wait(lambda: len(store.names()) == 2, timeout=60), "the orphaned training was never stopped"
         assert store.active_name() == "test-model"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_a_crafted_client_cannot_disturb_other_sessions(streamlit_server):
