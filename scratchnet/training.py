@@ -243,6 +243,7 @@ def train(
     seen = 0
     order = np.arange(n)
     start = time.perf_counter()
+    paused = 0.0  # time the caller held a record: drawing charts is not training time
 
     def record(step: int, status: str = "running", message: str = "") -> Progress:
         nonlocal loss_sum, correct, seen
@@ -254,7 +255,7 @@ def train(
             loss=loss_sum / seen if seen else float("nan"),
             train_accuracy=correct / seen if seen else float("nan"),
             val_accuracy=val,
-            seconds=time.perf_counter() - start,
+            seconds=time.perf_counter() - start - paused,
             status=status,
             message=message,
         )
@@ -262,7 +263,7 @@ def train(
         return p
 
     def _loop() -> Iterator[Progress]:
-        nonlocal loss_sum, correct, seen, order
+        nonlocal loss_sum, correct, seen, order, paused
         step = 0
         while step < total:
             segment_end = min(total, (step // eval_every + 1) * eval_every)
@@ -329,7 +330,10 @@ def train(
                 )
                 return
             good[...] = flat
-            yield record(step, "finished" if step == total else "running")
+            rec = record(step, "finished" if step == total else "running")
+            handed = time.perf_counter()
+            yield rec
+            paused += time.perf_counter() - handed
 
     try:
         yield from _loop()

@@ -203,3 +203,15 @@ def test_adam_matches_reference_formula():
         ref -= 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
         opt.step([g.astype(np.float32)])
     np.testing.assert_allclose(p[0], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_seconds_count_training_not_the_time_the_caller_holds_a_record(sample):
+    import time
+
+    X, y, Xv, yv = sample
+    cfg = TrainConfig(hidden=(16,), iterations=30, batch_size=64, eval_every=10)
+    records = []
+    for p in train(build_network(cfg), X, y, cfg, Xv, yv):
+        records.append(p)
+        time.sleep(0.3)  # a slow consumer, e.g. a page drawing charts
+    assert records[-1].seconds < 0.3 + records[0].seconds
