@@ -9,7 +9,7 @@ Trains the preset exactly as shipped (augmentation, schedule and all) on full MN
 reported, not what is learned. The clock counts the time spent inside the training loop (including
 its own validation passes) and stops while this script measures test accuracy at each record.
 Writes the (seconds, epoch, test accuracy) curve as CSV and plots it as a PNG with Pillow (no
-matplotlib). Takes about as long as the preset's training (10-20 s on a quiet machine).
+matplotlib). Takes about as long as the preset's training (15-20 s on a quiet machine, 30 s when busy).
 Targets: 97% within 8 s, 98% within 30 s.
 """
 
