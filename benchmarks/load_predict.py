@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scratchnet.devserver import running_app  # noqa: E402
+from tools.devserver import running_app  # noqa: E402
 
 TIMING_ENV = "SCRATCHNET_TIMING_LOG"
 

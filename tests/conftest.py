@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from scratchnet.devserver import running_app
+from tools.devserver import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

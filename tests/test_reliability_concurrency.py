@@ -22,7 +22,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from scratchnet.datasets import load_sample
-from scratchnet.devserver import running_app
+from tools.devserver import running_app
 from scratchnet.network import Network
 from scratchnet.store import ModelStore
 from scratchnet.training import TrainConfig

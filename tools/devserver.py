@@ -1,4 +1,4 @@
-"""Run the real app (``streamlit run app.py``) as a child process on 127.0.0.1.
+"""Run the real app (``streamlit run app.py``) as a child process on 127.0.0.1 (dev tooling).
 
 For the browser tests, the reliability tests and the load/memory benchmarks, which all need a live
 server with their own data and model directories. Streamlit itself is not imported here.
