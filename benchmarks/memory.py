@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tools.devserver import running_app  # noqa: E402
 
 TRAIN_TARGET_MB = 400
 APP_TARGET_MB = 250
@@ -69,56 +70,23 @@ def training_peaks(data_dir) -> list[dict]:
     return results
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def app_idle(data_dir: str | None) -> dict:
     from scratchnet.store import ModelStore
     from scratchnet.training import PRESETS, build_network
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ)
-        env["SCRATCHNET_MODELS_DIR"] = str(Path(tmp) / "models")
-        if data_dir:
-            env["SCRATCHNET_DATA_DIR"] = data_dir
-        store = ModelStore(Path(tmp) / "models")
+        models = Path(tmp) / "models"
+        data = data_dir or os.environ.get("SCRATCHNET_DATA_DIR") or str(Path(tmp) / "data")
+        store = ModelStore(models)
         net = build_network(PRESETS["fast"])
         info = store.save(net, {"config": PRESETS["fast"].to_dict(), "dataset": {"name": "mnist"}}, name="bench")
         store.set_active(info.name)
-
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = open(Path(tmp) / "streamlit.log", "w")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            for _ in range(300):  # up to 30 s for the server to answer
-                try:
-                    urllib.request.urlopen(url + "/_stcore/health", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                raise RuntimeError("streamlit did not start; see its log")
+        with running_app(data, models, Path(tmp) / "streamlit.log") as (url, server):
             how = _visit(url)
             time.sleep(5)  # idle
             figures = proc_status_mb(server.pid)
             figures["visited_with"] = how
             return figures
-        finally:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            log.close()
 
 
 def _visit(url: str) -> str:
