@@ -177,24 +177,32 @@ class Network:
         return f"Network({shape}, activation={self.activation!r}, params={self.n_params:,})"
 
     # ----------------------------------------------------------------- forward
-    def forward(self, X) -> list[np.ndarray]:
-        """All layer outputs ``[X, A1, ..., P]``; backward needs them, Inspect shows them."""
+    def _hidden(self, X) -> list[np.ndarray]:
+        """``[X, A1, ..., A_last_hidden]``: the part every forward pass shares."""
         A = _as_batch(X)
         acts = [A]
-        last = len(self.weights) - 1
-        for i, (W, b) in enumerate(zip(self.weights, self.biases)):
+        for W, b in zip(self.weights[:-1], self.biases[:-1]):
             Z = A @ W
             Z += b
-            A = activations.softmax(Z, out=Z) if i == last else self._act.forward(Z)
+            A = self._act.forward(Z)
             acts.append(A)
+        return acts
+
+    def _output_logits(self, A: np.ndarray) -> np.ndarray:
+        Z = A @ self.weights[-1]
+        Z += self.biases[-1]
+        return Z
+
+    def forward(self, X) -> list[np.ndarray]:
+        """All layer outputs ``[X, A1, ..., P]``; backward needs them, Inspect shows them."""
+        acts = self._hidden(X)
+        Z = self._output_logits(acts[-1])
+        acts.append(activations.softmax(Z, out=Z))
         return acts
 
     def logits(self, X) -> np.ndarray:
         """Pre-softmax scores of the output layer."""
-        A = _as_batch(X)
-        for W, b in zip(self.weights[:-1], self.biases[:-1]):
-            A = self._act.forward(A @ W + b)
-        return A @ self.weights[-1] + self.biases[-1]
+        return self._output_logits(self._hidden(X)[-1])
 
     def predict_proba(self, X) -> np.ndarray:
         X = _as_batch(X)
@@ -267,15 +275,8 @@ class Network:
         confident mistake costs a large finite number instead of ``-log(0) = inf``.
         """
         y = np.asarray(y)
-        A = _as_batch(X)
-        acts = [A]
-        for W, b in zip(self.weights[:-1], self.biases[:-1]):
-            Z = A @ W
-            Z += b
-            A = self._act.forward(Z)
-            acts.append(A)
-        Z = A @ self.weights[-1]
-        Z += self.biases[-1]
+        acts = self._hidden(X)
+        Z = self._output_logits(acts[-1])
         rows = np.arange(len(y))
         correct = int((Z.argmax(axis=1) == y).sum())
         Z -= Z.max(axis=1, keepdims=True)
