@@ -100,19 +100,12 @@ def get_accuracy(predictions, Y):
 
 
 def gradient_descent(X, Y, alpha, iterations, m):
-    W1, b1, W2, b2 = init_params()
-    for i in range(iterations):
-        Z1, A1, Z2, A2 = forward_prop(W1, b1, W2, b2, X)
-        dW1, db1, dW2, db2 = backward_prop(Z1, A1, Z2, A2, W1, W2, X, Y, m)
-        W1, b1, W2, b2 = update_params(W1, b1, W2, b2, dW1, db1, dW2, db2, alpha)
-        if i % 10 == 0:
-            predictions = get_predictions(A2)
-            get_accuracy(predictions, Y)
-    return W1, b1, W2, b2
+    return gradient_descent_block(init_params(), X, Y, alpha, 0, iterations, m)
 
 
 def gradient_descent_block(params, X, Y, alpha, first, last, m):
-    """The body of ``gradient_descent`` for iterations [first, last), so runs can be interleaved."""
+    """The notebook's ``gradient_descent`` loop for iterations [first, last), so runs can be
+    interleaved with ours; the loop body is the notebook's, line for line."""
     W1, b1, W2, b2 = params
     for i in range(first, last):
         Z1, A1, Z2, A2 = forward_prop(W1, b1, W2, b2, X)
