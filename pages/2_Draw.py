@@ -15,24 +15,12 @@ name, net, _meta = chosen
 
 tab_draw, tab_upload = st.tabs([":material/draw: Draw", ":material/photo_camera: Upload a picture"])
 with tab_draw:
-    left, right = st.columns([1, 1], gap="large")
-    with left:
-        st.caption("Draw one digit, large, in the black square. The network answers when you lift the pen.")
-        canvas = draw.canvas_input()
-    with right:
-        reading = draw.show_reading(net, canvas, empty_hint="Draw a digit on the canvas to see what the network reads.",
-                                    source="canvas")
-        if reading is not None:
-            draw.was_this_right(reading, name, "canvas")
+    draw.input_panel(net, name, draw.canvas_input, source="canvas",
+                     caption="Draw one digit, large, in the black square. The network answers when you lift the pen.",
+                     empty_hint="Draw a digit on the canvas to see what the network reads.")
 with tab_upload:
-    left, right = st.columns([1, 1], gap="large")
-    with left:
-        picture = draw.upload_input()
-    with right:
-        reading = draw.show_reading(net, picture, empty_hint="Upload a photo or scan of one handwritten digit.",
-                                    source="upload")
-        if reading is not None:
-            draw.was_this_right(reading, name, "upload")
+    draw.input_panel(net, name, draw.upload_input, source="upload",
+                     empty_hint="Upload a photo or scan of one handwritten digit.")
 
 st.divider()
 draw.drawings_summary(name)

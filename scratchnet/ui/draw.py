@@ -275,6 +275,19 @@ def probability_chart(probs: np.ndarray) -> None:
     )
 
 
+def input_panel(net, model_name: str, read_input, *, caption: str = "", empty_hint: str, source: str) -> None:
+    """One input tab: the input on the left, what the network reads (and feedback) on the right."""
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        if caption:
+            st.caption(caption)
+        image = read_input()
+    with right:
+        reading = show_reading(net, image, empty_hint=empty_hint, source=source)
+        if reading is not None:
+            was_this_right(reading, model_name, source)
+
+
 def show_reading(net, image, *, empty_hint: str, source: str):
     """Preprocess + predict ``image``, show what the network saw and thinks -> Reading or None.
 
