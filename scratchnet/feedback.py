@@ -22,7 +22,6 @@ import csv
 import io
 import os
 import re
-import tempfile
 import threading
 import uuid
 from contextlib import contextmanager, nullcontext
@@ -34,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from scratchnet.errors import DataError
+from scratchnet.files import atomic_write
 
 try:  # POSIX; on Windows the per-process lock below still serialises sessions of one app
     import fcntl
@@ -187,14 +187,8 @@ class FeedbackStore:
         filename = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.png"
         self.directory.mkdir(parents=True, exist_ok=True)
         # 1. the image, complete, under its final name (atomic rename within the folder)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                Image.fromarray(pixels, mode="L").save(f, format="PNG")
-            os.replace(tmp, self.directory / filename)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(self.directory / filename, prefix=".tmp-", suffix=".png") as f:
+            Image.fromarray(pixels, mode="L").save(f, format="PNG")
         # 2. its row, appended in one write under the lock
         row = [filename, str(label), "" if predicted is None else str(predicted), model, created]
         with self._locked(exclusive=True):

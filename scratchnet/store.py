@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchnet.errors import ModelFileError, ScratchnetError
+from scratchnet.files import atomic_write
 from scratchnet.network import Network
 
 FORMAT = "scratchnet-model"
@@ -789,16 +790,8 @@ class ModelStore:
         name = validate_name(name)
         self._existing(name)
         self._ensure_dir()
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".json", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"name": name}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(target, "w", prefix=TEMP_PREFIX, suffix=".json") as f:
+            json.dump({"name": name}, f)
 
     def resolve_active(self) -> ModelInfo | None:
         """The active model if it is valid, else the newest valid model, else None."""

@@ -723,3 +723,19 @@ def test_two_processes_sharing_a_store_stay_consistent(tmp_path):
             assert infos[name].metadata == {**infos[name].metadata, "worker": worker, "i": i}
             assert _same_net(s.load(name)[0], Network((784, 16, 10), seed=100 * worker + i))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path):
+    from scratchnet.files import atomic_write
+
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    with atomic_write(target, "w", suffix=".json") as f:
+        f.write("new")
+    assert target.read_text() == "new"
+    with pytest.raises(RuntimeError):
+        with atomic_write(target, "w") as f:
+            f.write("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
