@@ -228,6 +228,7 @@ def train(
     controller = _blas_controller()
     runner = PairRunner() if _cores_allowed(controller) >= 2 else None
     ws = Workspace(net, min(bs, FULL_BATCH_CHUNK) if full_batch else bs, runner)
+    ws.nonnegative = not full_batch and bool(X.min() >= 0)  # augmentation keeps pixels >= 0
     opt = optimizers.make(config.optimizer, [flat], config.lr, config.momentum)
     grads = [ws.grad_flat]
     augment = None
@@ -292,7 +293,7 @@ def train(
                     if len(yb) > ws.capacity:  # full batch, in chunks
                         loss, n_correct = ws.loss_and_grads(Xb, yb, config.l2)
                     else:
-                        loss, n_correct = ws.forward_backward(Xb, yb)
+                        loss, n_correct = ws.forward_backward(Xb, yb, labels_checked=True)
                     if not math.isfinite(loss) or loss > DIVERGENCE_LOSS:
                         outcome = "diverged"
                         break

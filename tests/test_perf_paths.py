@@ -215,19 +215,50 @@ def test_skinny_first_layer_in_row_slices_matches_backward(runner):
 
 @pytest.mark.parametrize("l2", [0.0, 0.01])
 @pytest.mark.parametrize("sizes", [(784, 256, 128, 10), (784, 96)])  # deep; first layer = output
-def test_blank_columns_are_skipped_with_the_same_gradients(l2, sizes, runner):
+@pytest.mark.parametrize("nonnegative", [False, True])  # blank found by max/min, or by column sums
+def test_blank_columns_are_skipped_with_the_same_gradients(l2, sizes, nonnegative, runner):
     """Pixels blank in the whole batch are left out of the first layer; nothing else changes."""
     X, y = _batch(128, seed=11)
     X[:, np.random.default_rng(0).random(784) < 0.4] = 0  # ~40% of the pixels blank everywhere
+    X[5, 3] = 1e-30  # a tiny value still makes its column count
     net = Network(sizes, seed=6)
     expected = net.backward(net.forward(X), y, l2)
     for r in (None, runner):
         ws = Workspace(net, 128, r)
+        ws.nonnegative = nonnegative
         ws.loss_and_grads(X, y, l2)
         assert ws._cols is not None and len(ws._cols) < 600  # really compacted
+        assert np.array_equal(ws._cols, np.flatnonzero(X.any(axis=0)))
         for g, e in zip(ws.grads, expected):
             np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
         assert not ws.grads[0][~X.any(axis=0)].any() or l2  # blank pixels: no data gradient
+
+
+def test_a_column_whose_values_cancel_is_not_blank():
+    X, y = _batch(64, seed=13)
+    X[:, 100:] = 0
+    X[:, 0] = 0.5
+    X[32:, 0] = -0.5  # sums to zero, yet every value is non-zero
+    ws = Workspace(Network((784, 16, 10), seed=0), 64)
+    ws.loss_and_grads(X, y)
+    assert np.array_equal(ws._cols, np.arange(100))
+
+
+@pytest.mark.parametrize("shift, trusted", [(0.0, True), (-0.5, False)])
+def test_train_trusts_column_sums_only_for_data_without_negative_values(shift, trusted, monkeypatch):
+    seen = []
+
+    class Recording(Workspace):
+        def forward_backward(self, X, y, **kw):
+            seen.append(self.nonnegative)
+            return super().forward_backward(X, y, **kw)
+
+    monkeypatch.setattr(training, "Workspace", Recording)
+    X, y = _batch(256, seed=14)
+    X += np.float32(shift)
+    config = TrainConfig(hidden=(16,), batch_size=64, epochs=1, augment=False)
+    list(train(build_network(config), X, y, config))
+    assert seen and set(seen) == {trusted}
 
 
 def test_compacted_update_matches_plain_adam(runner):
