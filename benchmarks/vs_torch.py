@@ -43,15 +43,22 @@ def load_data(data_dir):
     return ds
 
 
+SHARES: dict[int, list[float]] = {}  # batch size -> share of our steps that used OpenBLAS's threads
+
+
 def ours_epoch(X, y, batch_size: int, seed: int) -> tuple[float, float]:
     from scratchnet.training import PRESETS, build_network, train
 
     config = PRESETS["fast"].replace(augment=False, epochs=1, batch_size=batch_size, seed=seed)
     net = build_network(config)
+    stats: dict = {}
     t = time.perf_counter()
-    for p in train(net, X, y, config):
+    for p in train(net, X, y, config, stats=stats):
         pass
-    return time.perf_counter() - t, p.loss
+    elapsed = time.perf_counter() - t
+    if "share_blas" in stats:
+        SHARES.setdefault(batch_size, []).append(stats["share_blas"])
+    return elapsed, p.loss
 
 
 def torch_epoch(torch, Xt, yt, batch_size: int, seed: int) -> tuple[float, float]:
@@ -73,6 +80,11 @@ def torch_epoch(torch, Xt, yt, batch_size: int, seed: int) -> tuple[float, float
         total += loss.detach() * len(idx)
     elapsed = time.perf_counter() - t
     return elapsed, float(total) / len(Xt)
+
+
+def _share(batch_size: int) -> str:
+    shares = SHARES.get(batch_size)
+    return f"{statistics.mean(shares):.0%}" if shares else "-"
 
 
 def main(argv=None) -> int:
@@ -122,7 +134,7 @@ def main(argv=None) -> int:
 
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     print(f"{'batch':>6} {'ours s':>8} {'torch s':>8} {'ratio':>6} {'target':>7}  "
-          f"{'ours loss':>9} {'torch loss':>10}  all epochs (ours | torch)")
+          f"{'ours loss':>9} {'torch loss':>10} {'blas':>5}  all epochs (ours | torch)")
     ok = True
     for b in sizes:
         o, t = statistics.median(times[b][0]), statistics.median(times[b][1])
@@ -131,9 +143,12 @@ def main(argv=None) -> int:
         met = ratio <= target
         ok &= met
         print(f"{b:>6} {o:>8.3f} {t:>8.3f} {ratio:>6.2f} {'<=' if met else 'MISSED'} {target:.1f}  "
-              f"{statistics.median(losses[b][0]):>9.4f} {statistics.median(losses[b][1]):>10.4f}  "
+              f"{statistics.median(losses[b][0]):>9.4f} {statistics.median(losses[b][1]):>10.4f} "
+              f"{_share(b):>5}  "
               f"{' '.join(f'{x:.2f}' for x in times[b][0])} | {' '.join(f'{x:.2f}' for x in times[b][1])}")
     print("all targets met" if ok else "some targets missed (a busy machine? compare the load averages)")
+    print("blas: share of our steps that used OpenBLAS's threads rather than our own pair of threads "
+          "(training times both and takes the faster; see ThreadChoice in scratchnet/training.py)")
     return 0
 
 

@@ -194,6 +194,7 @@ def train(
     *,
     stop=None,
     rng: np.random.Generator | None = None,
+    stats: dict | None = None,
 ) -> Iterator[Progress]:
     """Train ``net`` in place, yielding a :class:`Progress` every ``eval_every`` steps.
 
@@ -205,6 +206,8 @@ def train(
     mini-batch is gathered into one reused contiguous buffer, the optimizer updates all
     parameters as one flat array, and BLAS gets the number of threads that is faster for this
     batch size (never more than the caller allowed).
+
+    ``stats``, if given, receives how the steps used the cores (see :class:`ThreadChoice`).
     """
     n = len(X)
     config.validate(n_train=n)
@@ -226,9 +229,14 @@ def train(
     )
     flat = net.flat_params()
     controller = _blas_controller()
-    runner = PairRunner() if _cores_allowed(controller) >= 2 else None
+    cores = _cores_allowed(controller)
+    runner = PairRunner() if cores >= 2 else None
     ws = Workspace(net, min(bs, FULL_BATCH_CHUNK) if full_batch else bs, runner)
     ws.nonnegative = not full_batch and bool(X.min() >= 0)  # augmentation keeps pixels >= 0
+    threads = None
+    if runner is not None and not full_batch and bs * ws._n_weights() >= THREAD_CHOICE_MIN_MACS:
+        blas = controller.select(user_api="blas").lib_controllers
+        threads = ThreadChoice(ws, runner, blas, cores, os.environ.get("SCRATCHNET_THREADS", "auto"))
     opt = optimizers.make(config.optimizer, [flat], config.lr, config.momentum)
     grads = [ws.grad_flat]
     augment = None
@@ -274,6 +282,8 @@ def train(
                     if stop is not None and stop.is_set():
                         outcome = "stopped"
                         break
+                    if threads is not None:
+                        threads.tick(step)
                     pos = step % steps_per_epoch
                     if full_batch:
                         Xb, yb = X, y_idx
@@ -289,7 +299,7 @@ def train(
                         np.take(X, idx, axis=0, out=Xb, mode="clip")  # mode="raise" is 5x slower
                         np.take(y_idx, idx, out=yb, mode="clip")
                         if augment is not None:
-                            _augment_halves(augment, Xb, rng, runner)
+                            _augment_halves(augment, Xb, rng, ws.runner)
                     if len(yb) > ws.capacity:  # full batch, in chunks
                         loss, n_correct = ws.loss_and_grads(Xb, yb, config.l2)
                     else:
@@ -307,6 +317,8 @@ def train(
                     correct += n_correct
                     seen += len(yb)
                     step += 1
+                if threads is not None:
+                    threads.end(step)  # before the BLAS limit is restored and the caller runs
             if outcome == "stopped":
                 yield record(step, "stopped", f"Stopped at iteration {step:,} of {total:,}.")
                 return
@@ -341,6 +353,112 @@ def train(
     finally:
         if runner is not None:
             runner.close()
+        if stats is not None and threads is not None:
+            stats.update(threads.summary())
+
+
+# Steps smaller than this many multiply-adds (batch size x weights) stay on one core: threads
+# cost more than they save there (784-256-128-10 at batch 32 is 7.5M and gains ~8%), and tiny
+# networks then train bit for bit the same on every machine.
+THREAD_CHOICE_MIN_MACS = 4_000_000
+
+
+class ThreadChoice:
+    """Which of two ways to use two cores a run of training steps takes, chosen by timing both.
+
+    * ``"pair"``: BLAS single-threaded, each step split in halves by our :class:`PairRunner`.
+      When another process holds a core, the caller simply does both halves.
+    * ``"blas"``: no split; OpenBLAS's own threads work inside every matrix product. They
+      spin-wait instead of sleeping, so on a quiet machine a step is 15-20% faster; but when one
+      of them is descheduled every product waits for it, and a step became 2.5x slower.
+
+    Steps run in timed blocks of ``BLOCK``. Both ways are tried first; then the faster is used
+    and the other is tried again for a half block after ``wait`` blocks, a wait that doubles (up
+    to ``MAX_WAIT``) each time it loses again, so a busy or quiet spell is noticed within a
+    second or two at little cost. The two ways differ only in the rounding of the forward products
+    (OpenBLAS's threads sum in another order), so a run is reproducible to about 1e-6, not bit
+    for bit, unless ``mode`` pins one way (``SCRATCHNET_THREADS=pair`` or ``blas``).
+    """
+
+    BLOCK = 16
+    MAX_WAIT = 64
+
+    def __init__(self, ws: Workspace, runner: PairRunner, blas_libs, n_threads: int, mode: str = "auto",
+                 clock=time.perf_counter):
+        if mode not in ("auto", "pair", "blas"):
+            raise ConfigError(f"SCRATCHNET_THREADS must be auto, pair or blas, not {mode!r}.")
+        self.ws, self.runner, self.libs, self.n_threads = ws, runner, list(blas_libs), int(n_threads)
+        self.mode = mode
+        self.clock = clock
+        self.cost: dict[str, float] = {}  # seconds per step, smoothed over the blocks run
+        self.steps = {"pair": 0, "blas": 0}
+        self.wait = 2
+        self._since = 0  # blocks on the faster way since the other was last tried
+        self._probe: str | None = None  # the way being tried again, and the best cost before
+        self._beaten = 0.0
+        self._open: tuple[str, float, int, int] | None = None  # way, start time, step, length
+        self.switches = 0
+        self._last: str | None = None
+
+    def pick(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        for way in ("pair", "blas"):
+            if way not in self.cost:
+                return way
+        best = min(self.cost, key=self.cost.get)
+        if self._since >= self.wait:
+            self._since = 0
+            self._probe, self._beaten = ("blas" if best == "pair" else "pair"), self.cost[best]
+            return self._probe
+        self._since += 1
+        return best
+
+    def record(self, way: str, per_step: float) -> None:
+        if self._probe == way:
+            self._probe = None
+            self.wait = 2 if per_step < self._beaten else min(2 * self.wait, self.MAX_WAIT)
+            self.cost[way] = per_step  # the old figure is stale: replace it
+        else:
+            old = self.cost.get(way)
+            self.cost[way] = per_step if old is None else 0.5 * (old + per_step)
+
+    def apply(self, way: str) -> None:
+        self.ws.runner = self.runner if way == "pair" else None
+        for lib in self.libs:
+            lib.set_num_threads(1 if way == "pair" else self.n_threads)
+        if self._last is not None and way != self._last:
+            self.switches += 1
+        self._last = way
+
+    def tick(self, step: int) -> None:
+        """Call before each step: opens, and every BLOCK steps closes and reopens, a timed block."""
+        if self._open is not None and step - self._open[2] < self._open[3]:
+            return
+        self.end(step)
+        way = self.pick()
+        self.apply(way)
+        length = self.BLOCK // 2 if self._probe == way else self.BLOCK
+        self._open = (way, self.clock(), step, length)
+
+    def end(self, step: int) -> None:
+        """Close the open block (before anything but training steps runs)."""
+        if self._open is None:
+            return
+        way, t0, first, _ = self._open
+        self._open = None
+        if step > first:
+            self.steps[way] += step - first
+            self.record(way, (self.clock() - t0) / (step - first))
+
+    def summary(self) -> dict:
+        total = sum(self.steps.values()) or 1
+        return {
+            "mode": self.mode,
+            "share_blas": self.steps["blas"] / total,
+            "ms_per_step": {k: round(v * 1e3, 3) for k, v in self.cost.items()},
+            "switches": self.switches,
+        }
 
 
 def _augment_halves(augment, Xb, rng, runner) -> None:

@@ -275,3 +275,81 @@ def test_compacted_update_matches_plain_adam(runner):
         opt_b.step(b.backward(b.forward(X), y))
     for p, q in zip(a.params(), b.params()):
         np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
+
+
+class _FakeBlas:
+    def __init__(self):
+        self.threads = []
+
+    def set_num_threads(self, n):
+        self.threads.append(n)
+
+
+def _drive(choice, cost, steps, start=0):
+    """Run ``steps`` fake training steps; each costs ``cost(step)[way]`` seconds on a fake clock."""
+    now = [0.0 if not hasattr(choice, "_now") else choice._now]
+    choice.clock = lambda: now[0]
+    ways = []
+    for step in range(start, start + steps):
+        choice.tick(step)
+        ways.append(choice._last)
+        now[0] += cost(step)[choice._last]
+    choice.end(start + steps)
+    choice._now = now[0]
+    return ways
+
+
+def test_thread_choice_takes_the_faster_way_and_notices_when_that_changes():
+    ws, runner, lib = type("WS", (), {"runner": None})(), object(), _FakeBlas()
+    choice = training.ThreadChoice(ws, runner, [lib], 2)
+    quiet = _drive(choice, lambda s: {"blas": 1.0, "pair": 1.25}, 3000)
+    assert quiet[:16] == ["pair"] * 16 and quiet[16:32] == ["blas"] * 16  # both tried first
+    assert quiet[1000:].count("blas") / 2000 > 0.95  # then mostly the faster one
+    assert choice.wait == training.ThreadChoice.MAX_WAIT  # the loser is tried less and less often
+    busy = _drive(choice, lambda s: {"blas": 3.0, "pair": 1.3}, 3000, start=3000)
+    switched = busy.index("pair")
+    assert switched <= training.ThreadChoice.BLOCK  # one slow block is enough to switch
+    assert busy[200:].count("pair") / 2800 > 0.95
+    assert choice.summary()["switches"] >= 2 and 0 < choice.summary()["share_blas"] < 1
+    # each way sets its BLAS threads and its runner
+    choice.apply("pair")
+    assert lib.threads[-1] == 1 and ws.runner is runner
+    choice.apply("blas")
+    assert lib.threads[-1] == 2 and ws.runner is None
+
+
+def test_thread_choice_can_be_pinned_and_refuses_unknown_modes():
+    ws, lib = type("WS", (), {"runner": None})(), _FakeBlas()
+    pinned = training.ThreadChoice(ws, object(), [lib], 2, mode="pair")
+    assert set(_drive(pinned, lambda s: {"blas": 1.0, "pair": 5.0}, 200)) == {"pair"}
+    with pytest.raises(training.ConfigError, match="SCRATCHNET_THREADS"):
+        training.ThreadChoice(ws, object(), [lib], 2, mode="fastest")
+
+
+two_cores = pytest.mark.skipif(training._cores_allowed(training._blas_controller()) < 2,
+                               reason="the choice of threads needs two cores")
+
+
+@two_cores
+def test_training_with_either_way_of_threading_gives_the_same_model(monkeypatch):
+    X, y = _batch(2000, seed=15)
+    config = TrainConfig(hidden=(64,), batch_size=128, epochs=3, seed=3)
+    nets, stats = {}, {}
+    for mode in ("pair", "pair", "blas", "auto"):
+        monkeypatch.setenv("SCRATCHNET_THREADS", mode)
+        net, s = build_network(config), {}
+        list(train(net, X, y, config, stats=s))
+        if mode in nets:
+            assert np.array_equal(net.flat_params(), nets[mode].flat_params())  # pinned: bit for bit
+        nets[mode], stats[mode] = net, s
+    assert stats["pair"]["share_blas"] == 0 and stats["blas"]["share_blas"] == 1
+    for mode in ("blas", "auto"):
+        np.testing.assert_allclose(nets[mode].flat_params(), nets["pair"].flat_params(), atol=1e-4)
+
+
+def test_small_networks_train_on_one_core_without_a_choice():
+    X, y = _batch(500, seed=16)
+    config = TrainConfig(hidden=(16,), batch_size=100, epochs=1)
+    stats = {}
+    list(train(build_network(config), X, y, config, stats=stats))
+    assert stats == {}
