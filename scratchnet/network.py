@@ -352,7 +352,13 @@ class PairRunner:
         self._task, self._claim = second, claim
         self._done.clear()
         self._go.set()
-        first()
+        try:
+            first()
+        except BaseException:
+            if not claim.acquire(False):
+                self._done.wait()  # the helper is still on ``second``: never leave it running
+                self._error = None
+            raise
         if claim.acquire(False):
             second()
         else:

@@ -133,6 +133,26 @@ def test_pair_runner_runs_both_and_reports_errors(runner):
     assert hits[-2:] in ([3, 4], [4, 3])
 
 
+def test_pair_runner_waits_for_the_helper_when_the_first_task_fails(runner):
+    started, finished = threading.Event(), []
+
+    def slow():
+        started.set()
+        threading.Event().wait(0.2)
+        finished.append("second")
+
+    def fail():
+        started.wait(5)  # the helper has claimed the second task
+        raise ValueError("first")
+
+    with pytest.raises(ValueError, match="first"):
+        runner.run(fail, slow)
+    assert finished == ["second"]  # not left running while the caller moves on
+    hits = []
+    runner.run(lambda: hits.append(1), lambda: hits.append(2))
+    assert sorted(hits) == [1, 2]
+
+
 @pytest.mark.parametrize("augment", [False, True])
 def test_training_on_two_threads_gives_the_same_weights_as_on_one(augment):
     X, y = _batch(1500, seed=5)
@@ -353,3 +373,4 @@ def test_small_networks_train_on_one_core_without_a_choice():
     stats = {}
     list(train(build_network(config), X, y, config, stats=stats))
     assert stats == {}
+
