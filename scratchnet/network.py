@@ -458,8 +458,8 @@ class Workspace:
             self._col_lo = np.empty(n_in, DTYPE)
         self._cols = None  # indices of the batch's non-blank columns, when compacted
         # Set by a caller that knows every input is >= 0 (train() checks its data once): the
-        # blank columns are then those with a zero sum, one matrix-vector product instead of a
-        # max and a min pass over the batch (a third of the cost of compacting it).
+        # blank columns are then those whose maximum is 0, one pass over the batch instead of a
+        # maximum and a minimum pass.
         self.nonnegative = False
         self._m = 0  # rows of the batch that forward_backward saw last
         self._X = None
@@ -626,8 +626,8 @@ class Workspace:
         if not self._compact:
             return
         m = len(X)
-        if self.nonnegative:
-            np.matmul(self._ones[:m], X, out=self._col_hi)
+        if self.nonnegative:  # blank: a maximum of 0 (one pass, and no BLAS call)
+            np.maximum.reduce(X, axis=0, out=self._col_hi)
             cols = np.flatnonzero(self._col_hi)
         else:
             np.maximum.reduce(X, axis=0, out=self._col_hi)

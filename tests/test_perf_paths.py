@@ -235,7 +235,7 @@ def test_skinny_first_layer_in_row_slices_matches_backward(runner):
 
 @pytest.mark.parametrize("l2", [0.0, 0.01])
 @pytest.mark.parametrize("sizes", [(784, 256, 128, 10), (784, 96)])  # deep; first layer = output
-@pytest.mark.parametrize("nonnegative", [False, True])  # blank found by max/min, or by column sums
+@pytest.mark.parametrize("nonnegative", [False, True])  # blank found by max and min, or by max alone
 def test_blank_columns_are_skipped_with_the_same_gradients(l2, sizes, nonnegative, runner):
     """Pixels blank in the whole batch are left out of the first layer; nothing else changes."""
     X, y = _batch(128, seed=11)
@@ -265,7 +265,7 @@ def test_a_column_whose_values_cancel_is_not_blank():
 
 
 @pytest.mark.parametrize("shift, trusted", [(0.0, True), (-0.5, False)])
-def test_train_trusts_column_sums_only_for_data_without_negative_values(shift, trusted, monkeypatch):
+def test_train_finds_blank_columns_by_maxima_only_for_data_without_negative_values(shift, trusted, monkeypatch):
     seen = []
 
     class Recording(Workspace):
@@ -373,4 +373,5 @@ def test_small_networks_train_on_one_core_without_a_choice():
     stats = {}
     list(train(build_network(config), X, y, config, stats=stats))
     assert stats == {}
+
 
