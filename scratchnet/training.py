@@ -382,6 +382,7 @@ class ThreadChoice:
 
     BLOCK = 16
     MAX_WAIT = 64
+    GIVE_UP = 1.5  # a block this many times slower per step than the other way ends early
 
     def __init__(self, ws: Workspace, runner: PairRunner, blas_libs, n_threads: int, mode: str = "auto",
                  clock=time.perf_counter):
@@ -432,9 +433,19 @@ class ThreadChoice:
         self._last = way
 
     def tick(self, step: int) -> None:
-        """Call before each step: opens, and every BLOCK steps closes and reopens, a timed block."""
-        if self._open is not None and step - self._open[2] < self._open[3]:
-            return
+        """Call before each step: opens, and every BLOCK steps closes and reopens, a timed block.
+
+        A block of one way that is already far slower than the other way's cost is closed
+        early: a busy core makes OpenBLAS's threads 2.5x slower, and trying them for a whole
+        block would cost more than everything the choice saves.
+        """
+        if self._open is not None:
+            way, t0, first, length = self._open
+            done = step - first
+            if done < length:
+                other = self.cost.get("blas" if way == "pair" else "pair")
+                if done < 2 or other is None or (self.clock() - t0) / done <= self.GIVE_UP * other:
+                    return
         self.end(step)
         way = self.pick()
         self.apply(way)
