@@ -405,8 +405,8 @@ class Workspace:
     The maths is :meth:`Network.forward_with_loss` followed by :meth:`Network.backward`, but every
     intermediate lives in a buffer allocated once, and gradients land in one flat array laid out
     like :meth:`Network.flat_params`. A training step has two stages, each split in two halves
-    that a :class:`PairRunner` runs on both cores (without one, the halves run one after the
-    other and give the very same numbers):
+    that a :class:`PairRunner` runs on both cores (without one, each stage runs whole, which is
+    faster on one core or with OpenBLAS's own threads, and gives the very same numbers):
 
     1. :meth:`forward_backward`, split by rows: each half of the batch goes forward, through the
        softmax and the loss, and back through every layer's dL/dZ -- all of that is per row.
@@ -508,7 +508,9 @@ class Workspace:
         self._m, self._X = m, X
         self._prepare_columns(X)
         scale = 1.0 / m
-        if m >= 2 and m * self._n_weights() >= PARALLEL_ROWS_MIN_MACS:
+        # halves only pay on two threads of ours; one call each is faster otherwise (also when
+        # OpenBLAS's own threads share the products)
+        if self.runner is not None and m >= 2 and m * self._n_weights() >= PARALLEL_ROWS_MIN_MACS:
             h = m // 2
             out = [None, None]
 
@@ -530,7 +532,7 @@ class Workspace:
         """
         m = self._m
         cost = 8 * optimizer.cost if optimizer is not None else 0  # one pass ~ 8 multiply-adds
-        plan = self._plan(m, cost)
+        plan = self._plan(m, cost) if self.runner is not None else None
         total = len(self.grad_flat)
         if plan is None:
             self._grads_for(self._all_layers(), self.grads, m, l2)
