@@ -1,6 +1,6 @@
 """What the Train page's code path costs on top of plain headless training.
 
-    python benchmarks/ui_overhead.py [--epochs 2] [--repeats 3] [--threads N] [--data-dir DIR]
+    python benchmarks/ui_overhead.py [--epochs 2] [--repeats 5] [--threads N] [--data-dir DIR]
 
 "Page" runs are ``scratchnet.ui.worker.TrainingJob.run()`` -- exactly what the Train page's
 worker thread runs: every Progress record goes through the job's bookkeeping (lock, chart point
@@ -76,7 +76,7 @@ def headless_run(ds, config, threads: int) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=float, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--threads", type=int, default=None, help="BLAS threads (default: the worker's)")
     ap.add_argument("--data-dir", default=None, help="folder with the MNIST .gz files (default: SCRATCHNET_DATA_DIR)")
