@@ -391,7 +391,8 @@ class ThreadChoice:
         self.ws, self.runner, self.libs, self.n_threads = ws, runner, list(blas_libs), int(n_threads)
         self.mode = mode
         self.clock = clock
-        self.cost: dict[str, float] = {}  # seconds per step, smoothed over the blocks run
+        self.cost: dict[str, float] = {}  # seconds per step, see record()
+        self._recent: dict[str, list[float]] = {}
         self.steps = {"pair": 0, "blas": 0}
         self.wait = 2
         self._since = 0  # blocks on the faster way since the other was last tried
@@ -416,13 +417,15 @@ class ThreadChoice:
         return best
 
     def record(self, way: str, per_step: float) -> None:
+        """A way's cost is the best of its last three blocks: one block slowed by another
+        process's burst does not flip the choice, three in a row (a lasting change) do."""
         if self._probe == way:
             self._probe = None
             self.wait = 2 if per_step < self._beaten else min(2 * self.wait, self.MAX_WAIT)
-            self.cost[way] = per_step  # the old figure is stale: replace it
+            self._recent[way] = [per_step]  # its older figures are stale
         else:
-            old = self.cost.get(way)
-            self.cost[way] = per_step if old is None else 0.5 * (old + per_step)
+            self._recent[way] = (self._recent.get(way, []) + [per_step])[-3:]
+        self.cost[way] = min(self._recent[way])
 
     def apply(self, way: str) -> None:
         self.ws.runner = self.runner if way == "pair" else None
