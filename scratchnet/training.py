@@ -383,6 +383,8 @@ class ThreadChoice:
     BLOCK = 16
     MAX_WAIT = 64
     GIVE_UP = 1.5  # a block this many times slower per step than the other way ends early
+    LONG_WAIT = 16  # blocks before trying again a way that lost by more than GIVE_UP
+    SPIN = 0.15  # seconds OpenBLAS's threads keep spinning after a product (measured: ~0.1 s)
 
     def __init__(self, ws: Workspace, runner: PairRunner, blas_libs, n_threads: int, mode: str = "auto",
                  clock=time.perf_counter):
@@ -399,6 +401,7 @@ class ThreadChoice:
         self._probe: str | None = None  # the way being tried again, and the best cost before
         self._beaten = 0.0
         self._open: tuple[str, float, int, int] | None = None  # way, start time, step, length
+        self._spin_until = float("-inf")
         self.switches = 0
         self._last: str | None = None
 
@@ -407,6 +410,8 @@ class ThreadChoice:
             return self.mode
         for way in ("pair", "blas"):
             if way not in self.cost:
+                if self.cost:  # the other way is known: this first try is a probe against it
+                    self._probe, self._beaten = way, min(self.cost.values())
                 return way
         best = min(self.cost, key=self.cost.get)
         if self._since >= self.wait:
@@ -421,7 +426,12 @@ class ThreadChoice:
         process's burst does not flip the choice, three in a row (a lasting change) do."""
         if self._probe == way:
             self._probe = None
-            self.wait = 2 if per_step < self._beaten else min(2 * self.wait, self.MAX_WAIT)
+            if per_step < self._beaten:
+                self.wait = 2
+            else:  # lost: try it less often; much less if it lost badly (a busy core), as
+                # OpenBLAS's threads then spin for ~0.1 s after a try, slowing the other way
+                badly = self.LONG_WAIT if per_step > self.GIVE_UP * self._beaten else 0
+                self.wait = min(max(2 * self.wait, badly), self.MAX_WAIT)
             self._recent[way] = [per_step]  # its older figures are stale
         else:
             self._recent[way] = (self._recent.get(way, []) + [per_step])[-3:]
@@ -445,6 +455,11 @@ class ThreadChoice:
         if self._open is not None:
             way, t0, first, length = self._open
             done = step - first
+            if way == "pair" and self.clock() < self._spin_until:
+                # OpenBLAS's idle threads still spin and slow our second thread: not timed
+                self.steps[way] += done
+                self._open = (way, self.clock(), step, length)
+                return
             if done < length:
                 other = self.cost.get("blas" if way == "pair" else "pair")
                 if done < 2 or other is None or (self.clock() - t0) / done <= self.GIVE_UP * other:
@@ -461,6 +476,8 @@ class ThreadChoice:
             return
         way, t0, first, _ = self._open
         self._open = None
+        if way == "blas":
+            self._spin_until = self.clock() + self.SPIN
         if step > first:
             self.steps[way] += step - first
             self.record(way, (self.clock() - t0) / (step - first))
