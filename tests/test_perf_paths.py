@@ -341,6 +341,21 @@ def test_thread_choice_takes_the_faster_way_and_notices_when_that_changes():
     assert lib.threads[-1] == 2 and ws.runner is None
 
 
+def test_thread_choice_does_not_time_our_pair_while_openblas_threads_still_spin():
+    choice = training.ThreadChoice(type("WS", (), {"runner": None})(), object(), [_FakeBlas()], 2)
+    now, blas_ended = [0.0], [-1.0]
+    choice.clock = lambda: now[0]
+    for step in range(3000):
+        choice.tick(step)
+        if choice._last == "blas":
+            now[0] += 0.001
+            blas_ended[0] = now[0]
+        else:  # our pair is 4x slower while OpenBLAS's idle threads spin (0.1 s after a product)
+            now[0] += 0.004 if now[0] - blas_ended[0] < 0.1 else 0.0011
+    assert choice.cost["pair"] == pytest.approx(0.0011)  # its real cost, not the spun one
+    assert choice.cost["blas"] == pytest.approx(0.001)
+
+
 def test_thread_choice_can_be_pinned_and_refuses_unknown_modes():
     ws, lib = type("WS", (), {"runner": None})(), _FakeBlas()
     pinned = training.ThreadChoice(ws, object(), [lib], 2, mode="pair")
