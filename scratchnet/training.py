@@ -369,15 +369,21 @@ class ThreadChoice:
     * ``"pair"``: BLAS single-threaded, each step split in halves by our :class:`PairRunner`.
       When another process holds a core, the caller simply does both halves.
     * ``"blas"``: no split; OpenBLAS's own threads work inside every matrix product. They
-      spin-wait instead of sleeping, so on a quiet machine a step is 15-20% faster; but when one
-      of them is descheduled every product waits for it, and a step became 2.5x slower.
+      spin-wait instead of sleeping, so on a quiet machine a step is 10-20% faster; but when one
+      of them is descheduled every product waits for it, and a step became 2.5-3x slower.
 
     Steps run in timed blocks of ``BLOCK``. Both ways are tried first; then the faster is used
     and the other is tried again for a half block after ``wait`` blocks, a wait that doubles (up
     to ``MAX_WAIT``) each time it loses again, so a busy or quiet spell is noticed within a
-    second or two at little cost. The two ways differ only in the rounding of the forward products
-    (OpenBLAS's threads sum in another order), so a run is reproducible to about 1e-6, not bit
-    for bit, unless ``mode`` pins one way (``SCRATCHNET_THREADS=pair`` or ``blas``).
+    second or two at little cost. Three rules keep the timing honest on a shared machine: a
+    way's cost is the best of its last three blocks (one noisy block does not flip the choice);
+    a block far slower than the other way's cost ends after two steps (``GIVE_UP``), and a way
+    that lost that badly waits ``LONG_WAIT`` blocks; and our pair is not timed for ``SPIN``
+    seconds after OpenBLAS's threads last ran, because they keep spinning on the second core.
+
+    The two ways differ only in the rounding of the forward products (OpenBLAS's threads sum in
+    another order), so a run is reproducible to about 1e-6, not bit for bit, unless ``mode``
+    pins one way (``SCRATCHNET_THREADS=pair`` or ``blas``).
     """
 
     BLOCK = 16
