@@ -416,8 +416,6 @@ class ThreadChoice:
             return self.mode
         for way in ("pair", "blas"):
             if way not in self.cost:
-                if self.cost:  # the other way is known: this first try is a probe against it
-                    self._probe, self._beaten = way, min(self.cost.values())
                 return way
         best = min(self.cost, key=self.cost.get)
         if self._since >= self.wait:

@@ -323,7 +323,7 @@ def test_thread_choice_takes_the_faster_way_and_notices_when_that_changes():
     ws, runner, lib = type("WS", (), {"runner": None})(), object(), _FakeBlas()
     choice = training.ThreadChoice(ws, runner, [lib], 2)
     quiet = _drive(choice, lambda s: {"blas": 1.0, "pair": 1.25}, 3000)
-    assert quiet[:16] == ["pair"] * 16 and quiet[16:24] == ["blas"] * 8  # both tried first
+    assert quiet[:16] == ["pair"] * 16 and quiet[16:32] == ["blas"] * 16  # both tried first
     assert quiet[1000:].count("blas") / 2000 > 0.95  # then mostly the faster one
     assert choice.wait == training.ThreadChoice.MAX_WAIT  # the loser is tried less and less often
     busy = _drive(choice, lambda s: {"blas": 3.0, "pair": 1.3}, 3000, start=3000)
