@@ -416,6 +416,8 @@ class ThreadChoice:
             return self.mode
         for way in ("pair", "blas"):
             if way not in self.cost:
+                if self.cost:  # the other is known: judged like a try (a full block, though)
+                    self._probe, self._beaten = way, min(self.cost.values())
                 return way
         best = min(self.cost, key=self.cost.get)
         if self._since >= self.wait:
@@ -436,6 +438,8 @@ class ThreadChoice:
                 # OpenBLAS's threads then spin for ~0.1 s after a try, slowing the other way
                 badly = self.LONG_WAIT if per_step > self.GIVE_UP * self._beaten else 0
                 self.wait = min(max(2 * self.wait, badly), self.MAX_WAIT)
+                if way == "pair" and way in self._recent:
+                    return  # the try paid OpenBLAS's spin; keep our pair's own, unspun cost
             self._recent[way] = [per_step]  # its older figures are stale
         else:
             self._recent[way] = (self._recent.get(way, []) + [per_step])[-3:]
@@ -459,8 +463,9 @@ class ThreadChoice:
         if self._open is not None:
             way, t0, first, length = self._open
             done = step - first
-            if way == "pair" and self.clock() < self._spin_until:
+            if way == "pair" and self._probe != way and self.clock() < self._spin_until:
                 # OpenBLAS's idle threads still spin and slow our second thread: not timed
+                # (a short try of our pair is, spin included: that is what switching costs)
                 self.steps[way] += done
                 self._open = (way, self.clock(), step, length)
                 return
@@ -471,7 +476,7 @@ class ThreadChoice:
         self.end(step)
         way = self.pick()
         self.apply(way)
-        length = self.BLOCK // 2 if self._probe == way else self.BLOCK
+        length = self.BLOCK // 2 if self._probe == way and way in self.cost else self.BLOCK
         self._open = (way, self.clock(), step, length)
 
     def end(self, step: int) -> None:

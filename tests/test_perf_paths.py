@@ -341,19 +341,34 @@ def test_thread_choice_takes_the_faster_way_and_notices_when_that_changes():
     assert lib.threads[-1] == 2 and ws.runner is None
 
 
-def test_thread_choice_does_not_time_our_pair_while_openblas_threads_still_spin():
-    choice = training.ThreadChoice(type("WS", (), {"runner": None})(), object(), [_FakeBlas()], 2)
-    now, blas_ended = [0.0], [-1.0]
+def _drive_spinning(choice, blas_cost, pair_cost, spun_pair_cost, steps=3000):
+    """Fake steps where our pair runs at ``spun_pair_cost`` for 0.1 s after OpenBLAS last ran."""
+    now, blas_ended = [getattr(choice, "_fake_now", 0.0)], [getattr(choice, "_fake_blas", -1.0)]
+    first = getattr(choice, "_fake_step", 0)
     choice.clock = lambda: now[0]
-    for step in range(3000):
+    for step in range(first, first + steps):
         choice.tick(step)
         if choice._last == "blas":
-            now[0] += 0.001
+            now[0] += blas_cost
             blas_ended[0] = now[0]
-        else:  # our pair is 4x slower while OpenBLAS's idle threads spin (0.1 s after a product)
-            now[0] += 0.004 if now[0] - blas_ended[0] < 0.1 else 0.0011
+        else:
+            now[0] += spun_pair_cost if now[0] - blas_ended[0] < 0.1 else pair_cost
+    choice._fake_now, choice._fake_blas, choice._fake_step = now[0], blas_ended[0], first + steps
+
+
+def test_thread_choice_does_not_time_our_pair_while_openblas_threads_still_spin():
+    choice = training.ThreadChoice(type("WS", (), {"runner": None})(), object(), [_FakeBlas()], 2)
+    _drive_spinning(choice, blas_cost=0.003, pair_cost=0.0011, spun_pair_cost=0.004)
     assert choice.cost["pair"] == pytest.approx(0.0011)  # its real cost, not the spun one
-    assert choice.cost["blas"] == pytest.approx(0.001)
+    assert choice.summary()["share_blas"] < 0.05
+    # a short try of our pair from OpenBLAS's threads pays the spin (what switching costs), so
+    # OpenBLAS's threads stay chosen while quiet; yet when a busy core slows them, we switch
+    choice = training.ThreadChoice(type("WS", (), {"runner": None})(), object(), [_FakeBlas()], 2)
+    _drive_spinning(choice, blas_cost=0.001, pair_cost=0.0012, spun_pair_cost=0.004)
+    assert choice.summary()["share_blas"] > 0.9
+    choice.steps = {"pair": 0, "blas": 0}
+    _drive_spinning(choice, blas_cost=0.0035, pair_cost=0.0013, spun_pair_cost=0.005)
+    assert choice.summary()["share_blas"] < 0.05
 
 
 def test_thread_choice_can_be_pinned_and_refuses_unknown_modes():
