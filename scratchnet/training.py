@@ -378,8 +378,10 @@ class ThreadChoice:
     second or two at little cost. Three rules keep the timing honest on a shared machine: a
     way's cost is the best of its last three blocks (one noisy block does not flip the choice);
     a block far slower than the other way's cost ends after two steps (``GIVE_UP``), and a way
-    that lost that badly waits ``LONG_WAIT`` blocks; and our pair is not timed for ``SPIN``
-    seconds after OpenBLAS's threads last ran, because they keep spinning on the second core.
+    that lost that badly waits ``LONG_WAIT`` blocks; and OpenBLAS's idle threads keep spinning
+    on the second core for ~0.1 s after their last product, which slows our pair: a short try
+    of our pair pays that (it is what switching costs) without changing our pair's own cost,
+    and while our pair is the way in use its first ``SPIN`` seconds after a try are not timed.
 
     The two ways differ only in the rounding of the forward products (OpenBLAS's threads sum in
     another order), so a run is reproducible to about 1e-6, not bit for bit, unless ``mode``
