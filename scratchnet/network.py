@@ -628,11 +628,10 @@ class Workspace:
         if not self._compact:
             return
         m = len(X)
+        np.maximum.reduce(X, axis=0, out=self._col_hi)
         if self.nonnegative:  # blank: a maximum of 0 (one pass, and no BLAS call)
-            np.maximum.reduce(X, axis=0, out=self._col_hi)
             cols = np.flatnonzero(self._col_hi)
         else:
-            np.maximum.reduce(X, axis=0, out=self._col_hi)
             np.minimum.reduce(X, axis=0, out=self._col_lo)
             cols = np.flatnonzero((self._col_hi != 0) | (self._col_lo != 0))
         n_in, k = X.shape[1], len(cols)
