@@ -48,25 +48,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tools.devserver import running_app  # noqa: E402
+from tools.testkit import draw_digit  # noqa: E402,F401  (also used by tests through this module)
 
 TIMING_ENV = "SCRATCHNET_TIMING_LOG"
 
 # --------------------------------------------------------------------------- drawings
 
 
-def draw_digit(digit: str, size: int = 280):
-    """A digit as a user draws it on the canvas: thick white strokes on black, RGBA."""
-    from PIL import Image, ImageDraw
-
-    im = Image.new("RGBA", (size, size), (0, 0, 0, 255))
-    d = ImageDraw.Draw(im)
-    s = size / 280
-    pts = {
-        "1": [(150, 40), (140, 240)],
-        "7": [(70, 55), (205, 55), (125, 245)],
-    }[digit]
-    d.line([(x * s, y * s) for x, y in pts], fill=(255, 255, 255, 255), width=int(22 * s), joint="curve")
-    return im
 
 
 def canvas_value(image) -> str:

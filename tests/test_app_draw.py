@@ -14,30 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from scratchnet import feedback
 from scratchnet.store import ModelStore
+from tools.testkit import draw_digit, metric
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/2_Draw.py"
-
-
-def draw_digit(digit: str, size: int = 280) -> Image.Image:
-    """A digit as a user draws it on the canvas: thick white strokes on black, RGBA."""
-    im = Image.new("RGBA", (size, size), (0, 0, 0, 255))
-    d = ImageDraw.Draw(im)
-    s = size / 280
-    pts = {
-        "1": [(150, 40), (140, 240)],
-        "7": [(70, 55), (205, 55), (125, 245)],
-    }.get(digit)
-    if pts is None:  # "dot": a click without moving, a round blob of the pen's width
-        d.ellipse([(129 * s, 129 * s), (151 * s, 151 * s)], fill=(255, 255, 255, 255))
-        return im
-    d.line([(x * s, y * s) for x, y in pts], fill=(255, 255, 255, 255), width=int(22 * s), joint="curve")
-    return im
 
 
 def data_url(im: Image.Image) -> str:
@@ -57,11 +42,6 @@ def open_page() -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-def metric(at: AppTest, label: str):
-    found = [m for m in at.metric if m.label == label]
-    return found[0].value if found else None
 
 
 def infos(at: AppTest) -> str:

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from scratchnet import inspect as ins
 from scratchnet.datasets import load_sample
+from tools.testkit import metric
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "3_Inspect.py")
 
@@ -19,11 +20,6 @@ def open_page() -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-def metric(at: AppTest, label: str):
-    found = [m for m in at.metric if m.label == label]
-    return found[0].value if found else None
 
 
 def texts(at: AppTest) -> str:

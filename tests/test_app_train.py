@@ -18,6 +18,7 @@ from scratchnet.datasets import load_sample
 from scratchnet.store import ModelStore
 from scratchnet.ui.worker import TrainingJob, get_manager
 from scratchnet.training import TrainConfig
+from tools.testkit import metric
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/1_Train.py"
@@ -43,13 +44,6 @@ def rerun_until(at: AppTest, predicate, timeout: float = 30.0) -> AppTest:
         if time.monotonic() > deadline:
             raise AssertionError("the page never reached the expected state")
         time.sleep(0.1)
-
-
-def metric(at: AppTest, label: str) -> str | None:
-    for m in at.metric:
-        if m.label == label:
-            return m.value
-    return None
 
 
 def texts(elements) -> str:

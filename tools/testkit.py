@@ -1,0 +1,34 @@
+"""Small helpers shared by the tests and the benchmarks (like tools/devserver.py, outside the
+package): a digit drawn as on the canvas, and a metric read from a Streamlit AppTest."""
+
+from __future__ import annotations
+
+
+def draw_digit(digit: str, size: int = 280):
+    """A digit as a user draws it on the canvas: thick white strokes on black, RGBA.
+
+    "1" and "7" are strokes; anything else is "dot": a click without moving, a round blob of the
+    pen's width.
+    """
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", (size, size), (0, 0, 0, 255))
+    d = ImageDraw.Draw(im)
+    s = size / 280
+    pts = {
+        "1": [(150, 40), (140, 240)],
+        "7": [(70, 55), (205, 55), (125, 245)],
+    }.get(digit)
+    if pts is None:
+        d.ellipse([(129 * s, 129 * s), (151 * s, 151 * s)], fill=(255, 255, 255, 255))
+        return im
+    d.line([(x * s, y * s) for x, y in pts], fill=(255, 255, 255, 255), width=int(22 * s), joint="curve")
+    return im
+
+
+def metric(at, label: str) -> str | None:
+    """The value of the AppTest metric labelled ``label``, or None if the page shows none."""
+    for m in at.metric:
+        if m.label == label:
+            return m.value
+    return None
