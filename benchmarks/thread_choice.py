@@ -27,15 +27,13 @@ MODES = ("pair", "blas", "auto")
 
 
 def epoch(X, y, batch_size: int, seed: int, mode: str) -> tuple[float, float]:
-    from scratchnet.training import PRESETS, build_network, train
+    """(seconds, share of steps on OpenBLAS's threads) of vs_torch's epoch, threads as ``mode``."""
+    from vs_torch import ours_epoch
 
     os.environ["SCRATCHNET_THREADS"] = mode
-    config = PRESETS["fast"].replace(augment=False, epochs=1, batch_size=batch_size, seed=seed)
-    net, stats = build_network(config), {}
-    t = time.perf_counter()
-    for _ in train(net, X, y, config, stats=stats):
-        pass
-    return time.perf_counter() - t, stats.get("share_blas", float("nan"))
+    stats: dict = {}
+    seconds, _ = ours_epoch(X, y, batch_size, seed, stats)
+    return seconds, stats.get("share_blas", float("nan"))
 
 
 def main(argv=None) -> int:
