@@ -14,7 +14,27 @@ import threading
 
 import numpy as np
 
-__all__ = ["augment_batch", "random_affine_params", "affine_batch"]
+__all__ = ["augment_batch", "random_affine_params", "affine_batch", "parse_augment", "AUGMENT_PARTS"]
+
+AUGMENT_PARTS = ("affine",)
+
+
+def parse_augment(value) -> tuple[str, ...]:
+    """The augmentation parts a config names: True -> ("affine",); False, None, "" -> ()."""
+    from scratchnet.errors import ConfigError
+
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return ()
+    if value is True:
+        return ("affine",)
+    parts = value.replace(",", "+").split("+") if isinstance(value, str) else list(value)
+    out = []
+    for part in (str(p).strip().lower() for p in parts):
+        if part not in AUGMENT_PARTS:
+            raise ConfigError(f"Unknown augmentation {part!r}; choose from {', '.join(AUGMENT_PARTS)}.")
+        if part not in out:
+            out.append(part)
+    return tuple(p for p in AUGMENT_PARTS if p in out)
 
 SIDE = 28
 _PADDED = SIDE + 2  # one zero row/column on every side: sampling outside the image reads 0
@@ -142,7 +162,7 @@ def _affine_chunk(X, params, out):
     return out
 
 
-def augment_batch(X: np.ndarray, rng: np.random.Generator, *, max_shift: float = 2.0,
+def augment_batch(X: np.ndarray, rng: np.random.Generator, *, y=None, parts=("affine",), max_shift: float = 2.0,
                   max_rotate_deg: float = 12, scale_range=(0.9, 1.1),
                   out: np.ndarray | None = None) -> np.ndarray:
     """Randomly shift (px), rotate (degrees) and scale each (n, 784) image; float32 in [0, 1].

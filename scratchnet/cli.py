@@ -65,6 +65,26 @@ def _hidden(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _layers(text: str) -> str:
+    from scratchnet.architecture import canonical
+    from scratchnet.errors import ConfigError as _ConfigError
+
+    try:
+        return canonical(text)
+    except _ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _augment(text: str) -> str:
+    from scratchnet.augment import parse_augment
+    from scratchnet.errors import ConfigError as _ConfigError
+
+    try:
+        return "+".join(parse_augment(text))
+    except _ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _batch_size(text: str):
     if text.strip().lower() == "full":
         return "full"
@@ -90,7 +110,8 @@ def _number(kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scratchnet.activations import ACTIVATIONS
+    from scratchnet.augment import AUGMENT_PARTS
+    from scratchnet.layers import ACTIVATIONS
     from scratchnet.network import INITS
     from scratchnet.optimizers import OPTIMIZERS
     from scratchnet.training import PRESETS
@@ -117,9 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--preset", choices=sorted(PRESETS), default="fast",
                    help="starting configuration (default: fast). notebook = the teaching "
-                   "notebook's 784-10-10 network with full-batch gradient descent")
-    t.add_argument("--hidden", type=_hidden, metavar="N,N,...", help="hidden layer sizes, e.g. 256,128")
-    t.add_argument("--activation", choices=list(ACTIVATIONS))
+                   "notebook's 784-10-10 network with full-batch gradient descent; fast = an MLP "
+                   "256-128 in seconds; best = a small convolutional net that reads people best "
+                   "(a few minutes)")
+    arch = t.add_mutually_exclusive_group()
+    arch.add_argument("--layers", type=_layers, metavar="SPEC",
+                      help="the hidden layers, comma-separated: conv<C>-<K> (C filters, KxK kernel), "
+                      "maxpool<K>, dense<N>; e.g. conv16-5,maxpool2,conv32-5,maxpool2,dense128. The "
+                      "activation follows every conv and dense layer; the final dense-10 with softmax "
+                      "is implied")
+    arch.add_argument("--hidden", type=_hidden, metavar="N,N,...",
+                      help="hidden layer sizes, e.g. 256,128 (shorthand for --layers dense256,dense128)")
+    t.add_argument("--activation", choices=list(ACTIVATIONS), help="follows every conv and dense layer")
     t.add_argument("--init", choices=list(INITS), help="weight initialisation")
     t.add_argument("--optimizer", choices=list(OPTIMIZERS))
     t.add_argument("--lr", type=_number(float), metavar="X", help="learning rate")
@@ -132,8 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mini-batch size, or 'full' for full-batch gradient descent")
     t.add_argument("--l2", type=_number(float), metavar="X", help="L2 regularisation strength")
     t.add_argument("--seed", type=_number(int), metavar="N", help="seed for weights and shuffling")
-    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random shifts/rotations/scales of training digits")
+    t.add_argument("--augment", nargs="?", const="affine", type=_augment, default=None, metavar="PARTS",
+                   help="distort training digits at random: PARTS joined by '+' from "
+                   f"{', '.join(AUGMENT_PARTS)} (default with no value: affine, i.e. shifts, "
+                   "rotations and scales)")
+    t.add_argument("--no-augment", dest="augment", action="store_const", const="",
+                   help="no augmentation")
     t.add_argument("--eval-every", type=_number(int), metavar="N",
                    help="steps between progress lines (default: 10 for iteration runs, 1 epoch otherwise)")
     t.add_argument("--dataset", choices=["mnist", "sample"], default="mnist",
@@ -222,8 +256,8 @@ def _config_from_args(args):
 
     config = PRESETS[args.preset]
     over = {}
-    for field in ("hidden", "activation", "init", "optimizer", "lr", "lr_schedule", "momentum", "l2",
-                  "seed", "augment", "eval_every"):
+    for field in ("layers", "hidden", "activation", "init", "optimizer", "lr", "lr_schedule", "momentum",
+                  "l2", "seed", "augment", "eval_every"):
         value = getattr(args, field)
         if value is not None:
             over[field] = value
@@ -262,10 +296,9 @@ def _describe(config, ds, net) -> str:
     length = (f"{config.iterations:,} iterations" if config.iterations is not None
               else f"{_fmt_epoch(float(config.epochs))} epochs ({steps:,} steps)")
     batch = "full batch" if config.batch_size is None else f"batch {config.effective_batch_size(n)}"
-    sizes = "-".join(str(s) for s in net.sizes)
-    return (f"Network {sizes} ({config.activation}, {config.init} init, {net.n_params:,} parameters); "
+    return (f"Network {net.describe()} ({config.activation}, {config.init} init, {net.n_params:,} parameters); "
             f"{config.optimizer} lr {config.lr:g}, {batch}, {length}"
-            + (", augmented" if config.augment else ""))
+            + (f", augmented ({config.augment.replace('+', ', ')})" if config.augment else ""))
 
 
 class _StopOnSigint:
@@ -295,30 +328,12 @@ class _StopOnSigint:
         return False
 
 
-def _dataset_meta(ds) -> dict:
-    return {
-        "name": ds.name,
-        "n_train": int(len(ds.X_train)),
-        "n_val": 0 if ds.X_val is None else int(len(ds.X_val)),
-        "n_test": 0 if ds.X_test is None else int(len(ds.X_test)),
-        "description": ds.description,
-    }
-
-
-def _history(records) -> list[dict]:
-    return [
-        {"step": p.step, "epoch": p.epoch, "loss": _finite(p.loss), "train_accuracy": _finite(p.train_accuracy),
-         "val_accuracy": _finite(p.val_accuracy), "seconds": p.seconds}
-        for p in records
-    ]
-
-
 # --------------------------------------------------------------------------- train
 
 
 def cmd_train(args) -> int:
     from scratchnet.store import ModelStore, save_model
-    from scratchnet.training import build_network, train
+    from scratchnet.training import build_network, run
 
     config = _config_from_args(args)
     if args.out is not None:
@@ -350,52 +365,25 @@ def cmd_train(args) -> int:
     say(_describe(config, ds, net))
 
     by_iterations = config.iterations is not None
-    records = []
-    good_records = 0  # records whose weights the loop accepted as finite
-    interrupted = False
     with _StopOnSigint(say) as guard:
-        try:
-            for p in train(net, ds.X_train, ds.y_train, config, ds.X_val, ds.y_val, stop=guard.event):
-                records.append(p)
-                if p.status in ("running", "finished"):
-                    good_records += 1
-                say(progress_line(p, by_iterations))
-        except KeyboardInterrupt:
-            # With our handler installed this is the second Ctrl+C: abort without saving.
-            # Without it (not the main thread) it is the first: keep what the loop has so far.
-            if guard.installed:
-                raise
-            interrupted = True
-    last = records[-1] if records else None
-    status = "stopped" if interrupted or last is None else last.status
+        # With our handler installed a KeyboardInterrupt is the second Ctrl+C: abort without
+        # saving. Without it (not the main thread) it is the first: keep what was learned.
+        result = run(config, ds, stop=guard.event, on_progress=lambda p: say(progress_line(p, by_iterations)),
+                     preset=args.preset, source="cli", net=net, catch_interrupt=not guard.installed)
+    last, meta = result.last, result.metadata
+    status = result.status
     if status == "diverged":
         _err(last.message)
     elif status == "stopped":
         _err(f"Training stopped by Ctrl+C at step {last.step if last else 0:,}; keeping what was learned.")
 
-    X_val_ok = ds.X_val is not None and len(ds.X_val) > 0
-    dev_acc = net.accuracy(ds.X_val, ds.y_val) if X_val_ok else None
-    test_acc = net.accuracy(ds.X_test, ds.y_test) if ds.X_test is not None and len(ds.X_test) else None
-    train_seconds = last.seconds if last is not None else 0.0
-    steps = last.step if last is not None else 0
-    epochs = last.epoch if last is not None else 0.0
-
+    metrics = meta["metrics"]
+    dev_acc, test_acc = metrics["val_accuracy"], metrics["test_accuracy"]
+    steps, epochs, train_seconds = metrics["steps"], metrics["epochs"], metrics["train_seconds"]
     finite = all(np.isfinite(a).all() for a in net.params())
-    learned = steps > 0 and (status != "diverged" or good_records > 0)
     model_path = None
     name = None
-    if finite and learned:
-        meta = {
-            "preset": args.preset,
-            "config": config.to_dict(),
-            "dataset": _dataset_meta(ds),
-            "metrics": {"val_accuracy": dev_acc, "test_accuracy": test_acc, "train_seconds": train_seconds,
-                        "steps": steps, "epochs": epochs, "status": status},
-            "history": _history(records),
-            "preprocessing": "mnist-28x28-float01",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "source": "cli",
-        }
+    if result.learned:
         if args.out is not None:
             model_path = str(save_model(args.out, net, meta))
         else:
@@ -417,7 +405,7 @@ def cmd_train(args) -> int:
         print(where, file=stream, flush=True)  # even with --quiet: the user needs to know where
 
     if args.json:
-        result = {
+        result_line = {
             "status": status,
             "dev_accuracy": dev_acc,
             "test_accuracy": test_acc,
@@ -427,11 +415,12 @@ def cmd_train(args) -> int:
             "model": model_path,
             "name": name,
             "preset": args.preset,
-            "dataset": _dataset_meta(ds),
+            "architecture": config.layers,
+            "dataset": meta["dataset"],
             "config": config.to_dict(),
-            "message": last.message if last is not None else "",
+            "message": meta["message"],
         }
-        print(json.dumps(result, allow_nan=False, default=_json_default), flush=True)
+        print(json.dumps(result_line, allow_nan=False, default=_json_default), flush=True)
     if status == "diverged":
         return EXIT_DIVERGED
     if status == "stopped":
@@ -486,8 +475,8 @@ def cmd_evaluate(args) -> int:
         if ds.X_test is None or not len(ds.X_test):
             raise DataError("The MNIST test set is not available; pass --csv TEST.csv to evaluate on a file.")
         X, y, source = ds.X_test, ds.y_test, "mnist-test"
-    if X.shape[1] != net.sizes[0]:
-        raise DataError(f"The data has {X.shape[1]} pixels per row but the model expects {net.sizes[0]}.")
+    if X.shape[1] != 784:
+        raise DataError(f"The data has {X.shape[1]} pixels per row but the model expects 784.")
     if not len(y):
         raise DataError("There are no rows to evaluate on.")
     acc = net.accuracy(X, y)
@@ -527,6 +516,15 @@ def cmd_predict(args) -> int:
     return status
 
 
+def _architecture(meta: dict) -> str:
+    """The SPEC of a stored model (format 2 stores it; format 1 had only sizes)."""
+    arch = meta.get("architecture")
+    if isinstance(arch, str):
+        return arch
+    sizes = meta.get("sizes") or []
+    return ",".join(f"dense{s}" for s in sizes[1:-1])
+
+
 def cmd_models(args) -> int:
     from scratchnet.store import ModelStore
 
@@ -541,6 +539,7 @@ def cmd_models(args) -> int:
             "name": info.name,
             "path": str(info.path),
             "created": info.created.isoformat(timespec="seconds"),
+            "architecture": _architecture(info.metadata),
             "sizes": info.metadata.get("sizes"),
             "activation": info.metadata.get("activation"),
             "val_accuracy": _finite(metrics.get("val_accuracy")),
@@ -556,9 +555,9 @@ def cmd_models(args) -> int:
     for r in rows:
         acc = r["test_accuracy"] if r["test_accuracy"] is not None else r["val_accuracy"]
         kind = "test" if r["test_accuracy"] is not None else "val"
-        sizes = "-".join(str(s) for s in r["sizes"] or [])
+        shape = "-".join(str(s) for s in r["sizes"]) if r["sizes"] else r["architecture"]
         mark = "*" if r["name"] == active else " "
-        print(f"{mark} {r['name']}  {sizes} {r['activation']}  {kind} {_fmt_acc(acc)}  {r['created']}")
+        print(f"{mark} {r['name']}  {shape} {r['activation']}  {kind} {_fmt_acc(acc)}  {r['created']}")
     return EXIT_OK
 
 

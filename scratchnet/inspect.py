@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scratchnet import layers as L
 from scratchnet.errors import DataError
 from scratchnet.network import Network
 
 N_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
-_CHUNK = 4096  # rows per forward pass when sweeping a whole test set: bounded memory
 
 # Colours (RGB) for pictures. Weights use a blue-white-red diverging map so the sign is the hue
 # and the size is the saturation; white is exactly zero on every tile because the scale is shared.
@@ -168,12 +168,13 @@ def evaluate(net: Network, X, y, split: str = "test") -> Evaluation:
 class UnitActivity:
     """How one hidden layer's units behaved over a whole data set."""
 
-    layer: int  # 1-based: layer 1 is the first hidden layer
-    max: np.ndarray  # (units,) largest activation seen
+    layer: int  # 1-based: layer 1 is the first hidden layer (each activation's output)
+    max: np.ndarray  # (units,) largest activation seen; a convolution's units are its channels
     min: np.ndarray
     mean: np.ndarray
     active_fraction: np.ndarray  # share of inputs on which the unit's output was above ACTIVE_ABOVE
     dead: np.ndarray  # (units,) bool, see dead_mask
+    kind: str = "dense"  # "dense" or "conv" (units are channels, statistics over every position)
 
     @property
     def n_dead(self) -> int:
@@ -198,36 +199,58 @@ def dead_mask(max_act, min_act, activation: str, tol: float = 1e-6) -> np.ndarra
     return (max_act - min_act) <= 1e-3
 
 
-def _sweep(net: Network, X, chunk: int = _CHUNK):
+def hidden_layers(net: Network) -> list[int]:
+    """Indices (in ``net.layers``) of every hidden activation: the "hidden layers" people count."""
+    return [i for i, layer in enumerate(net.layers) if isinstance(layer, L.Activation)]
+
+
+def _sweep(net: Network, X):
     """One chunked forward pass over X: softmax outputs plus per-unit statistics per layer."""
     X = np.asarray(X)
     n = len(X)
-    hidden = net.sizes[1:-1]
-    mx = [np.full(h, -np.inf, np.float32) for h in hidden]
-    mn = [np.full(h, np.inf, np.float32) for h in hidden]
-    total = [np.zeros(h, np.float64) for h in hidden]
-    active = [np.zeros(h, np.int64) for h in hidden]
-    probs = np.empty((n, net.sizes[-1]), np.float32)
+    hidden = hidden_layers(net)
+    units = [net.layers[i].out_shape[-1] for i in hidden]
+    conv = [len(net.layers[i].out_shape) == 3 for i in hidden]
+    mx = [np.full(h, -np.inf, np.float32) for h in units]
+    mn = [np.full(h, np.inf, np.float32) for h in units]
+    total = [np.zeros(h, np.float64) for h in units]
+    active = [np.zeros(h, np.int64) for h in units]
+    probs = np.empty((n, net.n_classes), np.float32)
     above = ACTIVE_ABOVE.get(net.activation, 0.0)
-    for start in range(0, n, chunk):
-        acts = net.forward(X[start : start + chunk])
-        probs[start : start + len(acts[0])] = acts[-1]
-        for i, A in enumerate(acts[1:-1]):
-            np.maximum(mx[i], A.max(axis=0), out=mx[i])
-            np.minimum(mn[i], A.min(axis=0), out=mn[i])
-            total[i] += A.sum(axis=0, dtype=np.float64)
-            active[i] += np.count_nonzero(A > above, axis=0)
+    where = {layer: k for k, layer in enumerate(hidden)}
+    last = len(net.layers) - 1
+
+    def visit(start, i, layer, A):
+        if i == last:
+            L.softmax(A, out=probs[start : start + len(A)])
+            return
+        k = where.get(i)
+        if k is None:
+            return
+        axes = (0, 1, 2) if conv[k] else 0
+        np.maximum(mx[k], A.max(axis=axes), out=mx[k])
+        np.minimum(mn[k], A.min(axis=axes), out=mn[k])
+        if conv[k]:  # per position: the mean activation; a channel fires on a digit if anywhere
+            total[k] += A.sum(axis=(1, 2), dtype=np.float64).sum(axis=0) / (A.shape[1] * A.shape[2])
+            active[k] += np.count_nonzero((A > above).any(axis=(1, 2)), axis=0)
+        else:
+            total[k] += A.sum(axis=0, dtype=np.float64)
+            active[k] += np.count_nonzero(A > above, axis=0)
+
+    if n:
+        net.each_output(X, visit)
     activity = []
-    for i in range(len(hidden)):
+    for k in range(len(hidden)):
         denom = max(n, 1)
         activity.append(
             UnitActivity(
-                layer=i + 1,
-                max=mx[i],
-                min=mn[i],
-                mean=(total[i] / denom).astype(np.float32),
-                active_fraction=(active[i] / denom).astype(np.float32),
-                dead=dead_mask(mx[i], mn[i], net.activation) if n else np.zeros(len(mx[i]), bool),
+                layer=k + 1,
+                max=mx[k],
+                min=mn[k],
+                mean=(total[k] / denom).astype(np.float32),
+                active_fraction=(active[k] / denom).astype(np.float32),
+                dead=dead_mask(mx[k], mn[k], net.activation) if n else np.zeros(len(mx[k]), bool),
+                kind="conv" if conv[k] else "dense",
             )
         )
     return probs, activity
@@ -375,6 +398,121 @@ def weight_picture(
     return WeightPicture(image.astype(np.uint8), vmax, rows, cols, scale, dead)
 
 
+def filter_images(W) -> np.ndarray:
+    """A convolution's kernels ``(K, K, C, O)`` as ``(O, K, K)`` pictures (summed over C).
+
+    The first layer of a conv net reads one channel (ink), so its kernel ``o`` is exactly the
+    KxK pattern of ink that makes output channel ``o`` respond most.
+    """
+    W = np.asarray(W)
+    if W.ndim != 4 or W.shape[0] != W.shape[1]:
+        raise DataError(f"Convolution kernels have shape (K, K, C, O), got {W.shape}.")
+    return np.ascontiguousarray(W.sum(axis=2).transpose(2, 0, 1))
+
+
+def filter_picture(W, dead=None, *, cols: int | None = None, scale: int = 12) -> WeightPicture:
+    """The first convolution's filters as tiles (blue-white-red like the dense weights)."""
+    imgs = filter_images(W)
+    n = len(imgs)
+    vmax = float(np.abs(imgs).max()) if imgs.size else 1.0
+    cols = cols or min(n, 8)
+    dead = np.zeros(n, bool) if dead is None else np.asarray(dead, bool)
+    if dead.shape != (n,):
+        raise DataError(f"The dead-filter mask has {dead.size} entries for {n} filters.")
+    frame = 3
+    colors = np.where(dead[:, None], np.asarray(DEAD_FRAME, np.uint8), np.asarray((255, 255, 255), np.uint8))
+    rgb = framed(upscale_stack(diverging_rgb(imgs, vmax or 1.0), scale), frame, colors)
+    rows, cols = grid_shape(n, cols)
+    image = tile(rgb, cols=cols, pad=4, fill=np.uint8(255))
+    return WeightPicture(image.astype(np.uint8), vmax, rows, cols, scale, dead)
+
+
+@dataclass
+class FeatureMaps:
+    """What one conv or pooling layer made of one digit: a picture per channel."""
+
+    index: int  # position in net.layers
+    name: str  # "conv16-5 + relu", "maxpool2"
+    maps: np.ndarray  # (channels, H, W) float32
+
+    @property
+    def channels(self) -> int:
+        return len(self.maps)
+
+
+def feature_maps(net: Network, x) -> list[FeatureMaps]:
+    """Every convolution's output (after its activation) and every pooling's, for one digit."""
+    outs = net.outputs(_one_row(x))
+    found = []
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, L.MaxPool2D):
+            name = layer.token()
+        elif isinstance(layer, L.Activation) and i and isinstance(net.layers[i - 1], L.Conv2D):
+            name = f"{net.layers[i - 1].token()} + {layer.kind}"
+        else:
+            continue
+        found.append(FeatureMaps(i, name, np.ascontiguousarray(outs[i][0].transpose(2, 0, 1))))
+    return found
+
+
+@dataclass
+class ConvExample:
+    """One output pixel of the first convolution, with the model's own numbers.
+
+    As a sum: ``z = b + sum over di, dj of window[di, dj] * kernel[di, dj]``. As im2col: the
+    window is row ``row`` of ``cols`` (``cols_shape``), the kernel is column ``filter`` of the
+    kernel matrix (``W_shape``), and ``z`` is that row times that column, plus ``b``.
+    """
+
+    filter: int
+    pos: tuple[int, int]  # (row, column) of the output pixel
+    window: np.ndarray  # (K, K) input pixels around it (zeros past the edge)
+    kernel: np.ndarray  # (K, K)
+    bias: float
+    z: float
+    a: float  # after the activation
+    activation: str
+    cols_shape: tuple[int, int]
+    W_shape: tuple[int, int]
+    row: int
+
+    @property
+    def products(self) -> np.ndarray:
+        return self.window * self.kernel
+
+
+def conv_example(net: Network, x, filter: int | None = None, pos: tuple[int, int] | None = None) -> ConvExample:
+    """The first convolution's computation at one pixel; default: its strongest response."""
+    conv = next((l for l in net.layers if isinstance(l, L.Conv2D)), None)
+    if conv is None or net.layers.index(conv) != 0:
+        raise DataError("This model has no convolution reading the image directly.")
+    row = _one_row(x)
+    outs = net.outputs(row)
+    z_map = outs[0][0]  # (H, W, O): the convolution before its activation
+    H, W, O = z_map.shape
+    if filter is None or pos is None:
+        flat = int(np.argmax(z_map if filter is None else z_map[:, :, filter : filter + 1]))
+        if filter is None:
+            i, j, filter = np.unravel_index(flat, z_map.shape)
+        else:
+            i, j, _ = np.unravel_index(flat, (H, W, 1))
+        pos = pos or (int(i), int(j))
+    filter = int(filter)
+    if not 0 <= filter < O:
+        raise DataError(f"The first convolution has filters 0 to {O - 1}, not {filter}.")
+    i, j = pos
+    K, p = conv.kernel, conv.kernel // 2
+    img = np.pad(row.reshape(H, W), p)
+    window = img[i : i + K, j : j + K].astype(np.float32)
+    kernel = np.asarray(conv.W[:, :, 0, filter], np.float32)
+    bias = float(conv.b[filter])
+    z = float(z_map[i, j, filter])
+    act = net.layers[1] if len(net.layers) > 1 and isinstance(net.layers[1], L.Activation) else None
+    a = float(outs[1][0][i, j, filter]) if act is not None else z
+    return ConvExample(filter, (int(i), int(j)), window, kernel, bias, z, a, act.kind if act else "none",
+                       (H * W, K * K * conv.in_shape[2]), (K * K * conv.in_shape[2], O), int(i) * W + int(j))
+
+
 def upscale_stack(images, factor: int) -> np.ndarray:
     """:func:`upscale` applied to every image of a ``(n, h, w[, c])`` stack at once."""
     images = np.asarray(images)
@@ -398,10 +536,10 @@ def initial_network(net: Network, metadata: dict) -> Network | None:
         return None
     try:
         config = TrainConfig.from_dict(cfg)
-        start = build_network(config, n_inputs=net.sizes[0], n_classes=net.sizes[-1])
+        start = build_network(config, n_classes=net.n_classes)
     except (ScratchnetError, TypeError, ValueError):
         return None
-    if start.sizes != net.sizes or start.activation != net.activation:
+    if start.layer_specs() != net.layer_specs() or start.activation != net.activation:
         return None
     return start
 
@@ -423,28 +561,37 @@ class LayerTrace:
 
 def _one_row(x) -> np.ndarray:
     x = np.asarray(x, np.float32)
-    if x.size != 784 and x.ndim != 1:
+    if x.size != 784 and not (x.ndim == 1 or (x.ndim == 2 and len(x) == 1)):
         raise DataError(f"An input must be one 28x28 image or 784 pixels, got shape {x.shape}.")
     return x.reshape(1, -1)
 
 
-def trace(net: Network, x) -> list[LayerTrace]:
-    """Every layer's pre-activation and activation for one input (``net.forward`` keeps only a)."""
-    from scratchnet.activations import get, softmax
+def _mlp(net: Network, what: str) -> None:
+    if not net.is_mlp:
+        raise DataError(f"{what} follows the dense layers of a multilayer perceptron; this model has convolutions.")
 
-    a = _one_row(x)
-    if a.shape[1] != net.sizes[0]:
-        raise DataError(f"The model expects {net.sizes[0]} inputs, got {a.shape[1]}.")
-    act = get(net.activation)
+
+def trace(net: Network, x) -> list[LayerTrace]:
+    """Every dense layer's pre-activation ``z`` and output ``a`` for one input (a perceptron's)."""
+    _mlp(net, "The layer-by-layer trace")
+    row = _one_row(x)
+    if row.shape[1] != net.input_shape[0]:
+        raise DataError(f"The model expects {net.input_shape[0]} inputs, got {row.shape[1]}.")
+    outs = net.outputs(row)
     out = []
-    last = len(net.weights) - 1
-    for i, (W, b) in enumerate(zip(net.weights, net.biases)):
-        z = a @ W + b
-        a = softmax(z) if i == last else act(z)
-        out.append(
-            LayerTrace(i + 1, "softmax" if i == last else net.activation, W.shape, b.shape,
-                       z[0].copy(), a[0].copy())
-        )
+    k = 0
+    for i, layer in enumerate(net.layers):
+        if not isinstance(layer, L.Dense):
+            continue
+        k += 1
+        z = outs[i][0]
+        if i == len(net.layers) - 1:
+            a, kind = L.softmax(z[None, :])[0], "softmax"
+        elif isinstance(net.layers[i + 1], L.Activation):
+            a, kind = outs[i + 1][0], net.layers[i + 1].kind
+        else:
+            a, kind = z, "identity"
+        out.append(LayerTrace(k, kind, layer.W.shape, layer.b.shape, z.copy(), a.copy()))
     return out
 
 
@@ -473,34 +620,41 @@ class Contributions:
 def contributions(net: Network, x, cls: int | None = None) -> Contributions:
     """Split one class's output score into the share of each last-hidden-layer unit.
 
-    Default class is the winner. For a network with no hidden layer the "units" are the pixels.
+    Default class is the winner. For a network with no hidden layer the "units" are the pixels;
+    for a conv net they are the units of its last dense hidden layer.
     """
-    layers = trace(net, x)
-    a_prev = layers[-2].a if len(layers) > 1 else _one_row(x)[0]
+    row = _one_row(x)
+    outs = net.outputs(row)
+    a_prev = outs[-2][0].reshape(-1) if len(outs) > 1 else row[0]
+    z = outs[-1][0]
     if cls is None:
-        cls = int(layers[-1].a.argmax())
+        cls = int(z.argmax())
     W, b = net.weights[-1], net.biases[-1]
     values = (a_prev * W[:, cls]).astype(np.float32)
-    return Contributions(int(cls), values, float(b[cls]), float(layers[-1].z[cls]))
+    return Contributions(int(cls), values, float(b[cls]), float(z[cls]))
 
 
 def input_saliency(net: Network, x, cls: int | None = None) -> np.ndarray:
     """Gradient of class ``cls``'s score w.r.t. each pixel, times the pixel: (784,).
 
     For a ReLU network the score is piecewise linear in the pixels, so this says how much each
-    pixel's ink pushed the score up (positive) or down (negative) at this input.
+    pixel's ink pushed the score up (positive) or down (negative) at this input. Backward through
+    the dense layers by hand: ``d score / d a = g``, then ``g * f'`` and ``@ W.T`` per layer.
     """
-    from scratchnet.activations import get
-
-    acts = net.forward(_one_row(x))
-    if cls is None:
-        cls = int(acts[-1][0].argmax())
-    act = get(net.activation)
-    g = net.weights[-1][:, cls][None, :].astype(np.float32).copy()  # d score / d a_{L-1}
-    for i in range(len(net.weights) - 1, 0, -1):
-        g = act.backward(acts[i], g)  # -> d score / d z_i
-        g = g @ net.weights[i - 1].T  # -> d score / d a_{i-1}
-    return (g[0] * acts[0][0]).astype(np.float32)
+    _mlp(net, "The pixel saliency")
+    row = _one_row(x)
+    with net._lock:  # the activations' derivative uses their (one-row) buffers
+        outs = net.outputs(row)
+        if cls is None:
+            cls = int(outs[-1][0].argmax())
+        dense = [i for i, layer in enumerate(net.layers) if isinstance(layer, L.Dense)]
+        g = net.layers[dense[-1]].W[:, cls][None, :].astype(np.float32).copy()  # d score / d a_{L-1}
+        for i in reversed(dense[:-1]):
+            act = net.layers[i + 1]
+            if isinstance(act, L.Activation):
+                act.derive(outs[i + 1], g, L.ALL)  # -> d score / d z_i
+            g = g @ net.layers[i].W.T  # -> d score / d a_{i-1}
+    return (g[0] * row[0]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- the walk-through
@@ -516,7 +670,7 @@ class Walkthrough:
     probs: np.ndarray  # (k,) softmax output
     loss: float  # cross-entropy -log p[label]
     dz_out: np.ndarray  # (k,) P - Y at the output layer
-    grads: list[np.ndarray]  # Network.backward's gradients: [dW1, db1, dW2, db2, ...]
+    grads: list[np.ndarray]  # the network's gradients for this digit: [dW1, db1, dW2, db2, ...]
     lr: float
     loss_after: float  # loss on this digit after theta := theta - lr * grad
 
@@ -535,15 +689,15 @@ class Walkthrough:
 
 def walkthrough(net: Network, x, label: int, lr: float = 0.1) -> Walkthrough:
     """Follow one digit with true ``label`` through forward, loss, backward and one update."""
-    k = net.sizes[-1]
+    k = net.n_classes
     if not 0 <= int(label) < k:
         raise DataError(f"The label must be a digit from 0 to {k - 1}, got {label}.")
     label = int(label)
     row = _one_row(x)
     layers = trace(net, row)
     y = np.array([label])
-    acts = net.forward(row)
-    grads = net.backward(acts, y)
+    _, grads = net.loss_and_grads(row, y)
+    grads = [g.copy() for g in grads]
     probs = layers[-1].a
     dz = probs.copy()
     dz[label] -= 1
@@ -566,8 +720,9 @@ class Analysis:
 
     evaluation: Evaluation
     activity: list[UnitActivity]
-    weights: WeightPicture | None  # None when the first layer is not fed by 28x28 pixels
+    weights: WeightPicture | None  # the first layer: dense weights per unit, or conv filters
     seconds: float = 0.0
+    filters: bool = False  # ``weights`` shows a convolution's filters
 
     @property
     def dead_counts(self) -> list[int]:
@@ -584,11 +739,14 @@ def analyse(net: Network, X, y, split: str = "test") -> Analysis:
     probs, activity = _sweep(net, X)
     ev = Evaluation(split, y, probs)
     pic = None
-    if net.sizes[0] == IMAGE_SHAPE[0] * IMAGE_SHAPE[1] and len(net.weights) > 1:
-        pic = weight_picture(net.weights[0], activity[0].dead)
-    elif net.sizes[0] == IMAGE_SHAPE[0] * IMAGE_SHAPE[1]:
-        pic = weight_picture(net.weights[0])  # no hidden layer: the class templates themselves
-    return Analysis(ev, activity, pic, time.perf_counter() - start)
+    first = net.layers[0]
+    dead = activity[0].dead if activity else None
+    if isinstance(first, L.Conv2D) and first.in_shape[2] == 1:
+        pic = filter_picture(first.W, dead)
+    elif isinstance(first, L.Dense) and first.in_shape[0] == IMAGE_SHAPE[0] * IMAGE_SHAPE[1]:
+        # with no hidden layer, the class templates themselves
+        pic = weight_picture(first.W, dead if len(net.weights) > 1 else None)
+    return Analysis(ev, activity, pic, time.perf_counter() - start, filters=isinstance(first, L.Conv2D))
 
 
 # --------------------------------------------------------------------------- metadata

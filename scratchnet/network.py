@@ -1,12 +1,18 @@
-"""The multilayer perceptron: softmax output, cross-entropy loss, every gradient written out.
+"""A network is a list of layers followed by softmax cross-entropy.
 
-Layout is "batches as rows": ``X`` is ``(n, 784)``, ``Z = X @ W + b`` with ``W`` of shape
-``(fan_in, fan_out)``. The notebook's ``W.dot(X)`` column layout is the same maths transposed;
-rows let NumPy hand whole mini-batches to one BLAS call.
+The notebook's 784-10-10 network is ``Dense(10), ReLU, Dense(10)`` on rows of 784 pixels; a
+convolutional net reads the same rows as 28x28 images with one channel. Training runs exactly
+these layers (``scratchnet.fast`` only decides how their work is shared between cores), so the
+maths below is the maths that trains:
 
-For a softmax output with cross-entropy the gradient at the output pre-activation is simply
-``(P - Y) / n`` (the notebook's ``dZ2 = A2 - Y``); we subtract 1 at the true class by integer
-indexing instead of building a one-hot matrix.
+    forward:  A = X;  for each layer: A = layer.forward(A)           (scores Z of the classes)
+    loss:     P = softmax(Z);  L = mean of -log P[true class];  dZ = (P - Y) / n
+    backward: d = dZ; for each layer, last first: d = layer.backward(d)
+    grads:    each layer with parameters: dW, db from its input and its output gradient
+
+Every parameter lives in one flat float32 buffer (the layers' ``W`` and ``b`` are views into it),
+and so does every gradient: an optimizer then updates the whole network with a handful of
+whole-buffer operations.
 """
 
 from __future__ import annotations
@@ -16,26 +22,14 @@ from typing import Sequence
 
 import numpy as np
 
-from scratchnet import activations
+from scratchnet import layers as L
 from scratchnet.errors import ConfigError, ModelFileError
 
 DTYPE = np.float32
-INITS = ("he", "xavier", "notebook")
-_EVAL_CHUNK = 8192  # rows per forward pass when evaluating: big enough for BLAS, bounded memory
-
-
-def _as_batch(X) -> np.ndarray:
-    """Accept a batch (n, 784), one row (784,) or one image (28, 28); return float32 rows."""
-    X = np.asarray(X)
-    if X.ndim == 1 or (X.ndim == 2 and X.shape == (28, 28)):
-        X = X.reshape(1, -1)
-    elif X.ndim == 3:
-        X = X.reshape(X.shape[0], -1)
-    if X.dtype != DTYPE:
-        X = X.astype(DTYPE)
-    return X
-
-
+INITS = L.INITS
+IMAGE_SHAPE = (28, 28, 1)
+INFER_BYTES = 32 * 2**20  # buffers an inference pass may keep: chunks of rows within this
+MAX_INFER_ROWS = 8192
 _ALIGN = 16  # floats (64 bytes): every parameter starts on its own cache line
 
 
@@ -53,173 +47,365 @@ def _views(flat: np.ndarray, layout) -> list[np.ndarray]:
     return [flat[o : o + int(np.prod(shape))].reshape(shape) for o, shape in layout]
 
 
+def mlp_layers(sizes: Sequence[int], activation: str = "relu") -> list[L.Layer]:
+    """``sizes = (784, 256, 128, 10)`` -> Dense(256), act, Dense(128), act, Dense(10)."""
+    out: list[L.Layer] = []
+    for i, units in enumerate(sizes[1:]):
+        if i:
+            out.append(L.activation(activation))
+        out.append(L.Dense(units))
+    return out
+
+
 class Network:
-    """A fully connected network ``sizes[0] -> ... -> sizes[-1]`` with softmax output."""
+    """Layers + softmax cross-entropy.
+
+    ``Network((784, 256, 128, 10), "relu")`` is the multilayer perceptron of those sizes;
+    ``Network(layers=[...], input_shape=(28, 28, 1))`` any stack of layers from
+    :mod:`scratchnet.layers` ending in a dense layer with one unit per class.
+    """
 
     def __init__(
         self,
-        sizes: Sequence[int] = (784, 256, 128, 10),
+        sizes: Sequence[int] | None = (784, 256, 128, 10),
         activation: str = "relu",
         init: str = "he",
         seed: int | None = 0,
         rng: np.random.Generator | None = None,
+        *,
+        layers: Sequence[L.Layer] | None = None,
+        input_shape: Sequence[int] | None = None,
     ):
-        sizes = tuple(int(s) for s in sizes)
-        if len(sizes) < 2 or any(s < 1 for s in sizes):
-            raise ConfigError(f"Layer sizes must be at least two positive numbers, got {sizes}.")
         if init not in INITS:
             raise ConfigError(f"Unknown weight init {init!r}; choose one of {', '.join(INITS)}.")
-        self.sizes = sizes
-        self.activation = activation
-        self._act = activations.get(activation)
-        self.init = init
+        L.activation(activation)  # a clear error for an unknown name
+        if layers is None:
+            sizes = tuple(int(s) for s in sizes)
+            if len(sizes) < 2 or any(s < 1 for s in sizes):
+                raise ConfigError(f"Layer sizes must be at least two positive numbers, got {sizes}.")
+            layers = mlp_layers(sizes, activation)
+            input_shape = (sizes[0],)
+        elif input_shape is None:
+            input_shape = (784,) if isinstance(layers[0], L.Dense) else IMAGE_SHAPE
         rng = rng if rng is not None else np.random.default_rng(seed)
-        weights, biases = [], []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            if init == "he":  # keeps ReLU activations' variance constant through depth
-                W = rng.standard_normal((fan_in, fan_out), dtype=DTYPE) * np.sqrt(2.0 / fan_in)
-                b = np.zeros(fan_out, DTYPE)
-            elif init == "xavier":  # Glorot uniform, suited to sigmoid/tanh
-                limit = np.sqrt(6.0 / (fan_in + fan_out))
-                W = rng.uniform(-limit, limit, (fan_in, fan_out))
-                b = np.zeros(fan_out, DTYPE)
-            else:  # the notebook: np.random.rand(...) - 0.5 for weights and biases alike
-                W = rng.random((fan_in, fan_out)) - 0.5
-                b = rng.random(fan_out) - 0.5
-            weights.append(W)
-            biases.append(b)
-        self._pack(weights, biases)
+        self._assemble(list(layers), tuple(int(s) for s in input_shape), activation, init, rng)
+
+    @classmethod
+    def from_layers(cls, specs: list[dict], input_shape, arrays: list[np.ndarray],
+                    activation: str | None = None) -> "Network":
+        """Rebuild a stored network: layer descriptions plus its parameter arrays, all checked."""
+        try:
+            layers = [L.from_spec(s) for s in specs]
+            net = cls.__new__(cls)
+            act = activation or next((l.kind for l in layers if isinstance(l, L.Activation)), "relu")
+            net._assemble(layers, tuple(int(s) for s in input_shape), act, "loaded", None)
+        except ConfigError as err:
+            raise ModelFileError(str(err)) from None
+        shapes = [s for layer in net.param_layers for s in layer.param_shapes()]
+        if len(arrays) != len(shapes):
+            raise ModelFileError(f"The model has {len(arrays)} parameter arrays; its layers need {len(shapes)}.")
+        for i, (a, shape) in enumerate(zip(arrays, shapes)):
+            a = np.asarray(a)
+            if a.shape != shape:
+                raise ModelFileError(f"Parameter array {i} has shape {a.shape}; its layer needs {shape}.")
+            if not np.issubdtype(a.dtype, np.floating):
+                raise ModelFileError(f"Parameter array {i} does not hold floating-point numbers.")
+            if not np.isfinite(a).all():
+                raise ModelFileError(f"Parameter array {i} contains NaN or infinite values.")
+        net._pack(arrays)
+        return net
+
+    @classmethod
+    def skeleton(cls, layers, input_shape, activation: str = "relu") -> "Network":
+        """The network's shapes and buffers plan without any parameters (to measure a design)."""
+        net = cls.__new__(cls)
+        net._assemble(list(layers), tuple(int(s) for s in input_shape), activation, "none", None)
+        return net
 
     @classmethod
     def from_arrays(cls, weights, biases, activation: str = "relu") -> "Network":
-        """Rebuild a network from stored arrays, refusing anything that does not fit together."""
+        """A multilayer perceptron from its weight matrices and bias vectors (model format 1)."""
         if len(weights) != len(biases) or not weights:
             raise ModelFileError("The model needs one bias vector per weight matrix.")
         ws = [np.asarray(W) for W in weights]
         bs = [np.asarray(b) for b in biases]
-        sizes = [ws[0].shape[0] if ws[0].ndim == 2 else -1]
         for i, (W, b) in enumerate(zip(ws, bs)):
-            if W.ndim != 2 or b.ndim != 1 or W.shape[0] != sizes[-1] or b.shape[0] != W.shape[1]:
-                raise ModelFileError(
-                    f"Layer {i} has mismatched shapes: weights {W.shape}, biases {b.shape}."
-                )
-            if not (np.issubdtype(W.dtype, np.floating) and np.issubdtype(b.dtype, np.floating)):
-                raise ModelFileError(f"Layer {i} does not hold floating-point numbers.")
-            if not (np.isfinite(W).all() and np.isfinite(b).all()):
-                raise ModelFileError(f"Layer {i} contains NaN or infinite weights.")
-            sizes.append(W.shape[1])
+            if W.ndim != 2 or b.ndim != 1 or b.shape[0] != W.shape[1] or (i and W.shape[0] != ws[i - 1].shape[1]):
+                raise ModelFileError(f"Layer {i} has mismatched shapes: weights {W.shape}, biases {b.shape}.")
         try:
-            act = activations.get(activation)
+            L.activation(activation)
         except ConfigError as err:
             raise ModelFileError(str(err)) from None
-        net = cls.__new__(cls)
-        net.sizes = tuple(int(s) for s in sizes)
-        net.activation = act.name
-        net._act = act
-        net.init = "loaded"
-        net._pack(ws, bs)
-        return net
+        sizes = [ws[0].shape[0]] + [W.shape[1] for W in ws]
+        specs = [l.spec() for l in mlp_layers(sizes, activation)]
+        return cls.from_layers(specs, (sizes[0],), [a for pair in zip(ws, bs) for a in pair], activation)
+
+    # ----------------------------------------------------------------- assembly
+    def _assemble(self, layers, input_shape, activation, init, rng) -> None:
+        if not layers:
+            raise ConfigError("A network needs at least one layer.")
+        if not isinstance(layers[-1], L.Dense):
+            raise ConfigError("The last layer must be a dense layer with one unit per class.")
+        if input_shape == (28, 28) or (len(input_shape) == 3 and input_shape[0] * input_shape[1] == 784 and
+                                       input_shape[2] != 1):
+            raise ConfigError(f"Images must be 28x28 with one channel, got {input_shape}.")
+        shape = input_shape
+        owned = False  # is the current tensor a buffer of some layer (not the caller's input)?
+        for i, layer in enumerate(layers):
+            if isinstance(layer, L.Activation) and not owned:
+                raise ConfigError("An activation must follow a dense or convolution layer.")
+            shape = layer.build(shape, rng, init)
+            owned = isinstance(layer, (L.Dense, L.Conv2D)) or (owned and isinstance(layer, L.Flatten))
+        first = next(i for i, l in enumerate(layers) if l.has_params)
+        for i, layer in enumerate(layers):
+            layer.active = i >= first
+            layer.needs_input_grad = i > first
+        head = layers[0]
+        if isinstance(head, L.Dense) and head.in_shape[0] >= 64:
+            from scratchnet.fast import gemm
+
+            head.skip_blank_inputs = not gemm.slice_rows(head.in_shape[0], head.units)
+        self.layers = list(layers)
+        self.input_shape = tuple(input_shape)
+        self.activation = activation
+        self.init = init
+        self.loss_fn = L.SoftmaxCrossEntropy()
+        self._lock = threading.RLock()
+        self._n = 0
+        if rng is not None:
+            self._pack([p for layer in self.param_layers for p in layer.params()])
+
+    def _pack(self, arrays) -> None:
+        """Copy the parameters into one flat float32 buffer; the layers keep views of it."""
+        layout, total = _layout([np.shape(a) for a in arrays])
+        flat = np.zeros(total, DTYPE)
+        views = _views(flat, layout)
+        for v, a in zip(views, arrays):
+            v[...] = a
+        self._flat, self._layout = flat, layout
+        self.grad_flat = np.zeros(total, DTYPE)
+        self._connect(views, _views(self.grad_flat, layout))
+
+    def _connect(self, params, grads) -> None:
+        i = 0
+        for layer in self.param_layers:
+            k = len(layer.param_shapes())
+            layer.set_params(params[i : i + k], grads[i : i + k])
+            i += k
+
+    @property
+    def param_layers(self) -> list[L.Layer]:
+        return [l for l in self.layers if l.has_params]
+
+    def twin(self) -> "Network":
+        """A network with the same (shared) parameters but its own buffers and gradients.
+
+        The full-batch step runs two of them, one per core, each on its half of the data.
+        """
+        twin = Network.__new__(Network)
+        layers = [L.from_spec(l.spec()) for l in self.layers]
+        twin._assemble(layers, self.input_shape, self.activation, self.init, None)
+        twin._flat, twin._layout = self._flat, self._layout
+        twin.grad_flat = np.zeros_like(self.grad_flat)
+        twin._connect(_views(self._flat, self._layout), _views(twin.grad_flat, self._layout))
+        for mine, theirs in zip(twin.layers, self.layers):
+            if isinstance(mine, L.Dense):
+                mine.skip_blank_inputs, mine.nonnegative = theirs.skip_blank_inputs, theirs.nonnegative
+        return twin
 
     # ----------------------------------------------------------------- parameters
     def params(self) -> list[np.ndarray]:
-        """The live parameter arrays, interleaved [W0, b0, W1, b1, ...]; optimizers update them."""
-        out = []
-        for W, b in zip(self.weights, self.biases):
-            out += [W, b]
-        return out
+        """The live parameter arrays [W0, b0, W1, b1, ...]; views into :meth:`flat_params`."""
+        return [p for layer in self.param_layers for p in layer.params()]
 
-    def _pack(self, weights, biases) -> None:
-        """Copy the parameters into one flat float32 buffer and keep views of it as the live arrays.
-
-        One buffer lets an optimizer update every parameter with a handful of whole-buffer
-        operations instead of a handful per array, which is most of Adam's cost for small layers.
-        """
-        shapes = [a.shape for pair in zip(weights, biases) for a in (np.asarray(pair[0]), np.asarray(pair[1]))]
-        layout, total = _layout(shapes)
-        flat = np.zeros(total, DTYPE)
-        views = _views(flat, layout)
-        for v, a in zip(views, [a for pair in zip(weights, biases) for a in pair]):
-            v[...] = a
-        self._flat, self._layout, self._views = flat, layout, views
-        self.weights = views[0::2]
-        self.biases = views[1::2]
+    def grads(self) -> list[np.ndarray]:
+        """The gradients matching :meth:`params`; views into ``grad_flat``."""
+        return [g for layer in self.param_layers for g in (layer.dW, layer.db)]
 
     def flat_params(self) -> np.ndarray:
-        """All parameters as one flat float32 array; ``weights``/``biases`` are views into it.
-
-        If someone replaced a weight array (``net.weights[0] = ...``), the current arrays are
-        packed again first, so the result is always the live parameters.
-        """
-        views = getattr(self, "_views", None)
-        if views is None or any(p is not v for p, v in zip(self.params(), views)) or len(
-            self.params()
-        ) != len(views):
-            self._pack(list(self.weights), list(self.biases))
+        """All parameters as one flat float32 array (the layers' ``W`` and ``b`` are views)."""
         return self._flat
 
-    def grad_layout(self) -> tuple[np.ndarray, list[np.ndarray]]:
-        """A zeroed flat buffer shaped like :meth:`flat_params`, and its per-parameter views."""
-        self.flat_params()
-        g = np.zeros_like(self._flat)
-        return g, _views(g, self._layout)
+    def param_offsets(self) -> list[int]:
+        """Where each array of :meth:`params` starts in the flat buffer."""
+        return [o for o, _ in self._layout]
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return [l.W for l in self.param_layers]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        return [l.b for l in self.param_layers]
 
     @property
     def n_params(self) -> int:
         return sum(p.size for p in self.params())
 
+    @property
+    def n_classes(self) -> int:
+        return self.layers[-1].units
+
+    @property
+    def is_mlp(self) -> bool:
+        """Dense layers and activations only: the shape the notebook's explanations are about."""
+        return len(self.input_shape) == 1 and all(isinstance(l, (L.Dense, L.Activation)) for l in self.layers)
+
+    @property
+    def sizes(self) -> tuple[int, ...] | None:
+        """(784, 256, 128, 10) for a multilayer perceptron; None for other networks."""
+        if not self.is_mlp:
+            return None
+        return (self.input_shape[0], *(l.units for l in self.param_layers))
+
+    @property
+    def architecture(self) -> str:
+        """The hidden layers in the CLI's grammar (``conv16-5,maxpool2,dense128``)."""
+        return ",".join(t for t in (l.token() for l in self.layers[:-1]) if t)
+
+    def describe(self) -> str:
+        """One line for people: ``784-256-128-10`` or ``28x28 -> conv16-5 -> ... -> 10``."""
+        if self.is_mlp:
+            return "-".join(str(s) for s in self.sizes)
+        parts = [t for t in (l.token() for l in self.layers[:-1]) if t]
+        return " → ".join(["28x28", *parts, str(self.n_classes)])
+
+    def layer_specs(self) -> list[dict]:
+        return [l.spec() for l in self.layers]
+
     def copy(self) -> "Network":
-        return Network.from_arrays(
-            [W.copy() for W in self.weights], [b.copy() for b in self.biases], self.activation
-        )
+        return Network.from_layers(self.layer_specs(), self.input_shape, [p.copy() for p in self.params()],
+                                   self.activation)
+
+    def macs_per_row(self) -> int:
+        """Multiply-adds of one row's forward pass."""
+        return sum(l.macs() for l in self.layers)
+
+    def bytes_per_row(self) -> int:
+        """Buffer bytes one row of a training batch needs (all layers, forward and backward)."""
+        return sum(l.bytes_per_row() for l in self.layers) + 4 * self.n_classes
 
     def __repr__(self) -> str:
-        shape = "-".join(map(str, self.sizes))
-        return f"Network({shape}, activation={self.activation!r}, params={self.n_params:,})"
+        return f"Network({self.describe()}, activation={self.activation!r}, params={self.n_params:,})"
 
-    # ----------------------------------------------------------------- forward
-    def _hidden(self, X) -> list[np.ndarray]:
-        """``[X, A1, ..., A_last_hidden]``: the part every forward pass shares."""
-        A = _as_batch(X)
-        acts = [A]
-        for W, b in zip(self.weights[:-1], self.biases[:-1]):
-            Z = A @ W
-            Z += b
-            A = self._act.forward(Z)
-            acts.append(A)
-        return acts
+    # ----------------------------------------------------------------- one training step
+    def as_input(self, X) -> np.ndarray:
+        """Rows of 784 pixels (or one image, or images) as a float32 batch of this net's input."""
+        X = np.asarray(X)
+        if X.ndim == 1 or (X.ndim == 2 and X.shape == (28, 28)) or (X.ndim == 3 and X.shape == (28, 28, 1)):
+            X = X.reshape(1, -1)
+        if X.dtype != DTYPE:
+            X = X.astype(DTYPE)
+        per_row = int(np.prod(self.input_shape))
+        if X.ndim < 2 or int(np.prod(X.shape[1:])) != per_row:
+            from scratchnet.errors import DataError
 
-    def _output_logits(self, A: np.ndarray) -> np.ndarray:
-        Z = A @ self.weights[-1]
-        Z += self.biases[-1]
-        return Z
+            raise DataError(f"The model expects {per_row} pixels per image, got shape {X.shape}.")
+        X = X.reshape(len(X), *self.input_shape)
+        return X if X.flags.c_contiguous else np.ascontiguousarray(X)
 
-    def forward(self, X) -> list[np.ndarray]:
-        """All layer outputs ``[X, A1, ..., P]``; backward needs them, Inspect shows them."""
-        acts = self._hidden(X)
-        Z = self._output_logits(acts[-1])
-        acts.append(activations.softmax(Z, out=Z))
-        return acts
+    def bind(self, n: int) -> None:
+        """Size every layer's buffers for a batch of ``n`` rows (allocating only to grow)."""
+        if n != self._n:
+            for layer in self.layers:
+                layer.bind(n)
+            self.loss_fn.bind(n, self.n_classes)
+            self._n = n
+
+    def begin(self, X: np.ndarray) -> None:
+        """Get ready for batch ``X``: buffers, and what the first layer learns from the whole batch."""
+        self.bind(len(X))
+        self.layers[0].begin(X)
+
+    def forward(self, X: np.ndarray, rows=L.ALL) -> np.ndarray:
+        """The class scores of rows ``rows`` of ``X`` (the last layer's buffer, all rows)."""
+        A = X
+        for layer in self.layers:
+            A = layer.forward(A, rows)
+        return A
+
+    def forward_backward(self, X: np.ndarray, y: np.ndarray, rows=L.ALL, scale: float | None = None) -> tuple[float, int]:
+        """Forward, loss and backward for rows ``rows``: every layer's output gradient.
+
+        Returns (mean cross-entropy of those rows times ``scale``, how many were right);
+        ``scale`` defaults to 1/len(X). Call :meth:`param_grads` next.
+        """
+        Z = self.forward(X, rows)
+        loss, correct = self.loss_fn.forward_backward(Z, y, rows, 1.0 / len(X) if scale is None else scale)
+        d = Z
+        for layer in reversed(self.layers):
+            if not layer.active:
+                break
+            d = layer.backward(d, rows)
+        return loss, correct
+
+    def param_grads(self, l2: float = 0.0) -> None:
+        """Every layer's weight and bias gradients (+ ``l2`` * W), into ``grad_flat``."""
+        for layer in self.param_layers:
+            layer.param_grads(l2)
+
+    def loss_and_grads(self, X, y, l2: float = 0.0) -> tuple[float, list[np.ndarray]]:
+        """One training step's maths for batch ``X``: (mean loss + L2 term, the gradients).
+
+        The gradients are the live buffers (:meth:`grads`); copy them to keep them.
+        """
+        with self._lock:
+            X = self.as_input(X)
+            y = self._labels(y, len(X))
+            self.begin(X)
+            loss, _ = self.forward_backward(X, y)
+            self.param_grads(l2)
+            return loss + self.l2_term(l2), self.grads()
+
+    def l2_term(self, l2: float) -> float:
+        if not l2:
+            return 0.0
+        return 0.5 * l2 * float(sum(np.vdot(W, W) for W in self.weights))
+
+    def _labels(self, y, n: int) -> np.ndarray:
+        from scratchnet.errors import DataError
+
+        y = np.asarray(y)
+        if len(y) != n:
+            raise DataError(f"There are {n:,} images but {len(y):,} labels.")
+        if n and (y.min() < 0 or y.max() >= self.n_classes or not np.issubdtype(y.dtype, np.integer)):
+            raise DataError(f"Labels must be whole numbers from 0 to {self.n_classes - 1}.")
+        return y.astype(np.intp, copy=False)
+
+    # ----------------------------------------------------------------- inference
+    def _chunk_rows(self) -> int:
+        """Rows per inference pass: the buffers the network already has, else what fits INFER_BYTES."""
+        budget = max(16, min(MAX_INFER_ROWS, INFER_BYTES // max(1, self.bytes_per_row())))
+        cap = self.layers[0]._cap
+        return min(cap, budget) if cap >= 64 else budget
+
+    def _scores(self, X, each) -> None:
+        """Call ``each(start, scores)`` with the class scores of every chunk of ``X``."""
+        X = self.as_input(X)
+        with self._lock:
+            step = self._chunk_rows()
+            for i in range(0, len(X), step):
+                chunk = X[i : i + step]
+                self.begin(chunk)
+                each(i, self.forward(chunk))
 
     def logits(self, X) -> np.ndarray:
-        """Pre-softmax scores of the output layer."""
-        return self._output_logits(self._hidden(X)[-1])
+        """Scores of the classes before softmax, (n, classes) float32."""
+        X = self.as_input(X)
+        out = np.empty((len(X), self.n_classes), DTYPE)
+        self._scores(X, lambda i, Z: np.copyto(out[i : i + len(Z)], Z))
+        return out
 
     def predict_proba(self, X) -> np.ndarray:
-        X = _as_batch(X)
-        if len(X) <= _EVAL_CHUNK:
-            return self.forward(X)[-1]
-        return np.concatenate(
-            [self.forward(X[i : i + _EVAL_CHUNK])[-1] for i in range(0, len(X), _EVAL_CHUNK)]
-        )
+        """Probability of every class, (n, classes) float32; X may be one row or one image."""
+        Z = self.logits(X)
+        return L.softmax(Z, out=Z)
 
     def predict(self, X) -> np.ndarray:
-        X = _as_batch(X)
-        return np.concatenate(
-            [
-                self.logits(X[i : i + _EVAL_CHUNK]).argmax(axis=1)
-                for i in range(0, max(len(X), 1), _EVAL_CHUNK)
-            ]
-        ).astype(np.int64)
+        X = self.as_input(X)
+        out = np.empty(len(X), np.int64)
+        self._scores(X, lambda i, Z: np.copyto(out[i : i + len(Z)], Z.argmax(axis=1)))
+        return out
 
     def accuracy(self, X, y) -> float:
         y = np.asarray(y)
@@ -227,559 +413,69 @@ class Network:
             return float("nan")
         return float((self.predict(X) == y).mean())
 
-    # ----------------------------------------------------------------- loss and gradients
     def loss(self, X, y, l2: float = 0.0) -> float:
-        """Mean cross-entropy, computed from logits with log-sum-exp so it never saturates."""
-        y = np.asarray(y)
-        X = _as_batch(X)
-        total = 0.0
-        for i in range(0, len(X), _EVAL_CHUNK):
-            Z = self.logits(X[i : i + _EVAL_CHUNK]).astype(np.float64)
-            yy = y[i : i + _EVAL_CHUNK]
+        """Mean cross-entropy from the scores with log-sum-exp, so it never saturates."""
+        X = self.as_input(X)
+        y = self._labels(y, len(X))
+        total = [0.0]
+
+        def add(i, Z):
+            Z = Z.astype(np.float64)
+            yy = y[i : i + len(Z)]
             m = Z.max(axis=1)
             lse = m + np.log(np.exp(Z - m[:, None]).sum(axis=1))
-            total += float((lse - Z[np.arange(len(yy)), yy]).sum())
-        return total / len(X) + self._l2_term(l2)
+            total[0] += float((lse - Z[np.arange(len(yy)), yy]).sum())
 
-    def _l2_term(self, l2: float) -> float:
-        if not l2:
-            return 0.0
-        return 0.5 * l2 * float(sum(np.vdot(W, W) for W in self.weights))
+        self._scores(X, add)
+        return total[0] / len(X) + self.l2_term(l2)
 
-    def backward(self, acts: list[np.ndarray], y, l2: float = 0.0) -> list[np.ndarray]:
-        """Gradients of the mean cross-entropy (+ l2/2 * sum W^2) for every parameter.
+    def each_output(self, X, fn) -> None:
+        """Call ``fn(start, i, layer, A)`` after every layer, chunk by chunk of ``X``.
 
-        ``acts`` is what :meth:`forward` returned for the same batch; it is not modified.
+        ``A`` is layer ``i``'s output for rows ``start:start+len(A)`` of ``X``: a view of the
+        layer's buffer, valid only during the call (an activation overwrites its input next).
         """
-        y = np.asarray(y)
-        n = len(y)
-        dZ = acts[-1].copy()
-        dZ[np.arange(n), y] -= 1  # P - Y without a one-hot matrix
-        dZ /= n
-        grads: list[np.ndarray] = [None] * (2 * len(self.weights))  # type: ignore[list-item]
-        for i in range(len(self.weights) - 1, -1, -1):
-            W = self.weights[i]
-            gW = acts[i].T @ dZ
-            if l2:
-                gW += l2 * W
-            grads[2 * i] = gW
-            grads[2 * i + 1] = dZ.sum(axis=0)
-            if i > 0:  # the input layer's gradient is never needed
-                dZ = self._act.backward(acts[i], dZ @ W.T)
-        return grads
+        X = self.as_input(X)
+        with self._lock:
+            step = self._chunk_rows()
+            for start in range(0, len(X), step):
+                A = chunk = X[start : start + step]
+                self.begin(chunk)
+                for i, layer in enumerate(self.layers):
+                    A = layer.forward(A)
+                    fn(start, i, layer, A)
 
-    def forward_with_loss(self, X, y) -> tuple[list[np.ndarray], float, int]:
-        """One training forward pass: activations, mean cross-entropy and number correct.
+    def outputs(self, X) -> list[np.ndarray]:
+        """Every layer's output for a few rows ``X`` (copies), in layer order; for explanations.
 
-        The loss comes from the shifted logits (log-sum-exp), not from ``log(P)``, so a very
-        confident mistake costs a large finite number instead of ``-log(0) = inf``.
+        An activation's output replaces its input in place during training; here each is copied
+        before the next layer runs, so a dense layer's pre-activation is kept too.
         """
-        y = np.asarray(y)
-        acts = self._hidden(X)
-        Z = self._output_logits(acts[-1])
-        rows = np.arange(len(y))
-        correct = int((Z.argmax(axis=1) == y).sum())
-        Z -= Z.max(axis=1, keepdims=True)
-        z_true = Z[rows, y].astype(np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            np.exp(Z, out=Z)
-            s = Z.sum(axis=1, keepdims=True)
-            Z /= s
-            loss = float(np.log(s[:, 0].astype(np.float64)).mean() - z_true.mean())
-        acts.append(Z)
-        return acts, loss, correct
+        X = self.as_input(X)
+        out: list = [None] * len(self.layers)
+        if len(X) > self._chunk_rows():
+            raise ValueError("outputs() is for a few rows at a time; use each_output() for data sets.")
+        self.each_output(X, lambda start, i, layer, A: out.__setitem__(i, A.copy()))
+        return out
 
-    def loss_and_grads(self, X, y, l2: float = 0.0) -> tuple[float, list[np.ndarray]]:
-        y = np.asarray(y)
-        acts, loss, _ = self.forward_with_loss(X, y)
-        return loss + self._l2_term(l2), self.backward(acts, y, l2)
+    def activations(self, X) -> list[np.ndarray]:
+        """[X, A1, ..., P] for a multilayer perceptron: the input, each hidden layer after its
+        activation, and the probabilities (what the Inspect page plots)."""
+        if not self.is_mlp:
+            raise ConfigError("activations() describes multilayer perceptrons; use outputs().")
+        X = self.as_input(X)
+        outs = self.outputs(X)
+        acts = [X]
+        for i, layer in enumerate(self.layers[:-1]):
+            nxt = self.layers[i + 1]
+            if isinstance(layer, L.Activation) or (isinstance(layer, L.Dense) and not isinstance(nxt, L.Activation)):
+                acts.append(outs[i])
+        acts.append(L.softmax(outs[-1]))
+        return acts
 
-
-class PairRunner:
-    """Run two independent NumPy calls on two cores at once, when a second core is free.
-
-    NumPy releases the GIL inside BLAS calls and element-wise loops, so a helper thread can do one
-    half of a matrix product while this thread does the other. Each half is claimed by whichever
-    thread gets to it first: when the machine is busy and the helper is not scheduled in time,
-    the caller simply does both halves itself, so a loaded machine costs a lock instead of the
-    collapse seen with a multi-threaded BLAS that spin-waits for a descheduled thread. Which
-    thread computes a half never changes the numbers, so results stay bit-for-bit reproducible.
-    """
-
-    def __init__(self):
-        self._go = threading.Event()
-        self._done = threading.Event()
-        self._task = None
-        self._claim = None
-        self._error: BaseException | None = None
-        self._closed = False
-        self._busy = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="scratchnet-pair", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            self._go.wait()
-            self._go.clear()
-            if self._closed:
-                return
-            task, claim = self._task, self._claim
-            if claim is not None and claim.acquire(False):
-                try:
-                    task()
-                except BaseException as err:  # handed to the caller, never lost in the thread
-                    self._error = err
-                finally:
-                    self._done.set()
-
-    def run(self, first, second) -> None:
-        """Call ``first()`` and ``second()``, possibly at the same time; return when both are done.
-
-        A call made while another is in progress (nested, or from another thread) runs both
-        tasks in the calling thread.
-        """
-        if not self._busy.acquire(False):
-            first()
-            second()
-            return
-        try:
-            self._run(first, second)
-        finally:
-            self._busy.release()
-
-    def _run(self, first, second) -> None:
-        claim = threading.Lock()
-        self._task, self._claim = second, claim
-        self._done.clear()
-        self._go.set()
-        try:
-            first()
-        except BaseException:
-            if not claim.acquire(False):
-                self._done.wait()  # the helper is still on ``second``: never leave it running
-                self._error = None
-            raise
-        if claim.acquire(False):
-            second()
-        else:
-            self._done.wait()
-            if self._error is not None:
-                err, self._error = self._error, None
-                raise err
-
-    def close(self) -> None:
-        self._closed = True
-        self._task = self._claim = None
-        self._go.set()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
-# Work smaller than this many multiply-adds is not worth handing to a second thread: a hand-off
-# costs ~40 us on each side, the row halves of stage 1 are many small NumPy calls that hold the
-# GIL, and Adam's passes are limited by memory bandwidth shared by both cores.
-# Measured per training step (784-256-128-10, Adam): at batch 32 both splits cost more than they
-# save, at 64 they break even, at 128 they make a step 1.4x faster.
-PARALLEL_ROWS_MIN_MACS = 16_000_000
-PARALLEL_PARAMS_MIN_MACS = 12_000_000
-# OpenBLAS multiplies matrices of up to ~1e6 multiply-adds with "small matrix" kernels that skip
-# packing the operands into buffers. For a skinny first layer (784 -> 10, the notebook's) packing
-# the images costs more than the arithmetic, so we feed that layer slices of rows that stay under
-# the limit: the notebook preset's iteration became 2.3x faster.
-SMALL_GEMM_MACS = 1_000_000
-SMALL_GEMM_MIN_ROWS = 32
-# Pixels that are 0 in every image of a batch contribute nothing to the first layer, forward or
-# backward: MNIST batches of 128 leave about a third of the 784 pixels blank, so the first (and
-# largest) layer multiplies only the columns in use, unless nearly all of them are.
-COMPACT_MAX_FRACTION = 0.85
-
-
-class Workspace:
-    """Preallocated buffers for training steps on batches of up to ``capacity`` rows.
-
-    The maths is :meth:`Network.forward_with_loss` followed by :meth:`Network.backward`, but every
-    intermediate lives in a buffer allocated once, and gradients land in one flat array laid out
-    like :meth:`Network.flat_params`. A training step has two stages, each split in two halves
-    that a :class:`PairRunner` runs on both cores (without one, each stage runs whole, which is
-    faster on one core or with OpenBLAS's own threads, and gives the very same numbers):
-
-    1. :meth:`forward_backward`, split by rows: each half of the batch goes forward, through the
-       softmax and the loss, and back through every layer's dL/dZ -- all of that is per row.
-    2. :meth:`backward_update`, split by parameters: each half of the flat parameter buffer gets
-       its weight and bias gradients (``A^T dZ`` for its rows of each ``W``) and, right away, its
-       optimizer update. The cut is placed so both halves cost about the same.
-
-    So a step hands work to the second core twice, however deep the network. Batches larger than
-    ``capacity`` (full-batch gradient descent) go through :meth:`loss_and_grads` in chunks, in
-    two lanes summed in a fixed order: a chunk stays in cache between its forward and backward
-    pass, so the 185 MB training set is read from memory once per iteration, not twice.
-    """
-
-    def __init__(self, net: Network, capacity: int, runner: PairRunner | None = None):
-        self.net = net
-        self.capacity = int(capacity)
-        self.runner = runner
-        self.grad_flat, self.grads = net.grad_layout()
-        self._flat = net._flat
-        cap = self.capacity
-        widths = net.sizes[1:]
-        self._acts = [np.empty((cap, w), DTYPE) for w in widths]  # A1 .. P (then dL/dZ of the output)
-        self._deltas = [np.empty((cap, w), DTYPE) for w in widths[:-1]]  # dL/dZ of hidden layers
-        self._relu = net._act.name == "relu"
-        # np.maximum with a scalar 0 takes a slow path; a zero array of the same shape is SIMD
-        self._zeros = [np.zeros((cap, w), DTYPE) for w in widths[:-1]] if self._relu else []
-        self._masks = [np.empty((cap, w), bool) for w in widths[:-1]] if self._relu else []
-        self._row_base = np.arange(cap, dtype=np.intp) * widths[-1]
-        # sums along short rows or down columns are faster as matrix-vector products with ones
-        self._ones = np.ones(cap, DTYPE)
-        self._ones_out = np.ones(widths[-1], DTYPE)
-        self._row_max = np.empty(cap, DTYPE)
-        rows = SMALL_GEMM_MACS // (net.sizes[0] * net.sizes[1]) // 16 * 16
-        self._slice = rows if SMALL_GEMM_MIN_ROWS <= rows < cap else 0
-        if self._slice:  # dZ^T of the first layer and one slice's gradient, both (fan_out, fan_in)
-            self._dz0_t = np.empty((net.sizes[1], cap), DTYPE)
-            self._g0_t = np.empty((net.sizes[1], net.sizes[0]), DTYPE)
-            self._g0_part = np.empty_like(self._g0_t)
-        self._lanes = None  # for chunked batches: a second workspace, the other half's lane
-        self._part = None  # gradients of one chunk, summed into grad_flat
-        self._plans: dict = {}
-        n_in, fan_out = net.sizes[0], net.sizes[1]
-        self._compact = not self._slice and n_in >= 64
-        if self._compact:  # the batch's non-blank columns, W0's matching rows, their gradient
-            self._xc = np.empty(cap * n_in, DTYPE)
-            self._w0c = np.empty((n_in, fan_out), DTYPE)
-            self._g0c = np.empty((n_in, fan_out), DTYPE)
-            self._col_hi = np.empty(n_in, DTYPE)
-            self._col_lo = np.empty(n_in, DTYPE)
-        self._cols = None  # indices of the batch's non-blank columns, when compacted
-        # Set by a caller that knows every input is >= 0 (train() checks its data once): the
-        # blank columns are then those whose maximum is 0, one pass over the batch instead of a
-        # maximum and a minimum pass.
-        self.nonnegative = False
-        self._m = 0  # rows of the batch that forward_backward saw last
-        self._X = None
-
-    # ------------------------------------------------------------------ public steps
-    def loss_and_grads(self, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> tuple[float, int]:
-        """Gradients of the mean cross-entropy (+ l2/2 sum W^2) into ``grads`` / ``grad_flat``.
-
-        Returns (mean cross-entropy without the L2 term, number of rows classified correctly),
-        like :meth:`Network.forward_with_loss`. ``X`` must be float32 rows, ``y`` valid labels.
-        """
-        n = self._check(y)
-        if n <= self.capacity:
-            loss, correct = self.forward_backward(X, y)
-            self.backward_update(l2)
-            return loss, correct
-        scale = 1.0 / n  # two lanes of chunks (one per core with a runner), summed in fixed order
-        if self._lanes is None:
-            self._lanes = Workspace(self.net, self.capacity)
-        other = self._lanes
-        half = -(-(n // 2) // self.capacity) * self.capacity
-        out = [None, None]
-
-        def lane_a():
-            out[0] = self._chunks(X[:half], y[:half], scale)
-
-        def lane_b():
-            out[1] = other._chunks(X[half:], y[half:], scale)
-
-        self._run(lane_a, lane_b)
-        self.grad_flat += other.grad_flat
-        if l2:
-            for W, gW in zip(self.net.weights, self.grads[0::2]):
-                gW += np.float32(l2) * W
-        return out[0][0] + out[1][0], out[0][1] + out[1][1]
-
-    def forward_backward(self, X: np.ndarray, y: np.ndarray, *, labels_checked: bool = False) -> tuple[float, int]:
-        """Stage 1: forward, loss and dL/dZ of every layer, for up to ``capacity`` rows.
-
-        Returns (mean cross-entropy, rows classified correctly); call :meth:`backward_update` next.
-        ``labels_checked``: the caller has already validated every label (train() does, once).
-        """
-        m = self._follow_params(len(y)) if labels_checked else self._check(y)
-        if m > self.capacity:
-            raise ValueError(f"A batch of {m} rows does not fit a workspace for {self.capacity}.")
-        self._m, self._X = m, X
-        self._prepare_columns(X)
-        scale = 1.0 / m
-        # halves only pay on two threads of ours; one call each is faster otherwise (also when
-        # OpenBLAS's own threads share the products)
-        if self.runner is not None and m >= 2 and m * self._n_weights() >= PARALLEL_ROWS_MIN_MACS:
-            h = m // 2
-            out = [None, None]
-
-            def first():
-                out[0] = self._rows(X, y, 0, h, scale)
-
-            def second():
-                out[1] = self._rows(X, y, h, m, scale)
-
-            self._run(first, second)
-            return out[0][0] + out[1][0], out[0][1] + out[1][1]
-        return self._rows(X, y, 0, m, scale)
-
-    def backward_update(self, l2: float = 0.0, optimizer=None) -> None:
-        """Stage 2: weight and bias gradients into ``grads``, then (with ``optimizer``) the update.
-
-        ``optimizer`` must update the network's flat parameter buffer (``make(name,
-        [net.flat_params()], ...)``) and have had ``begin_step()`` called for this step.
-        """
-        m = self._m
-        cost = 8 * optimizer.cost if optimizer is not None else 0  # one pass ~ 8 multiply-adds
-        plan = self._plan(m, cost) if self.runner is not None else None
-        total = len(self.grad_flat)
-        if plan is None:
-            self._grads_for(self._all_layers(), self.grads, m, l2)
-            if optimizer is not None:
-                optimizer.update(0, self.grad_flat, 0, total)
-            return
-        first_layers, second_layers, (i, r) = plan
-        cut = self.net._layout[2 * i][0] + self._row_boundary(i, r) * self.net.weights[i].shape[1]
-
-        def first():
-            self._grads_for(first_layers, self.grads, m, l2)
-            if optimizer is not None:
-                optimizer.update(0, self.grad_flat, 0, cut)
-
-        def second():
-            self._grads_for(second_layers, self.grads, m, l2)
-            if optimizer is not None:
-                optimizer.update(0, self.grad_flat, cut, total)
-
-        self._run(first, second)
-
-    # ------------------------------------------------------------------ helpers
-    def _check(self, y) -> int:
-        net = self.net
-        k = net.sizes[-1]
-        if len(y) and (y.min() < 0 or y.max() >= k):
-            from scratchnet.errors import DataError
-
-            raise DataError(f"Labels must be whole numbers from 0 to {k - 1}.")
-        return self._follow_params(len(y))
-
-    def _follow_params(self, n: int) -> int:
-        """Re-point the gradients when the network's parameters were replaced; returns ``n``."""
-        if n == 0:
-            raise ValueError("A training step needs at least one row.")
-        net = self.net
-        if self._flat is not net._flat or any(p is not v for p, v in zip(net.params(), net._views)):
-            self.grad_flat, self.grads = net.grad_layout()  # parameters were replaced: follow them
-            self._flat = net._flat
-            self._lanes = self._part = None
-        return n
-
-    def _run(self, first, second) -> None:
-        if self.runner is None:
-            first()
-            second()
-        else:
-            self.runner.run(first, second)
-
-    def _n_weights(self) -> int:
-        return sum(W.size for W in self.net.weights)
-
-    def _all_layers(self):
-        rows = [W.shape[0] for W in self.net.weights]
-        if self._cols is not None:
-            rows[0] = len(self._cols)
-        return [(i, 0, k, True) for i, k in enumerate(rows)]
-
-    def _plan(self, m: int, per_param: int):
-        """Split the parameters in two halves of about equal work, cutting between rows of a W.
-
-        Returns ([(layer, row_lo, row_hi, with_bias)] for each half, flat offset of the cut), or
-        None when the whole job is too small to be worth a second thread. Depends on shapes only.
-        """
-        rows = [W.shape[0] for W in self.net.weights]
-        if self._cols is not None:
-            rows[0] = len(self._cols)  # the first layer's rows in use this batch
-        key = (m, per_param, rows[0])
-        if key in self._plans:
-            return self._plans[key]
-        Ws = self.net.weights
-        row_cost = [W.shape[1] * (m + per_param) for W in Ws]
-        total = sum(k * c for k, c in zip(rows, row_cost))
-        plan = None
-        if m * sum(k * W.shape[1] for k, W in zip(rows, Ws)) >= PARALLEL_PARAMS_MIN_MACS:
-            target, acc = total / 2, 0.0
-            for i, (k, c) in enumerate(zip(rows, row_cost)):
-                if acc + k * c >= target:
-                    r = min(k, max(0, round((target - acc) / c)))
-                    if i == 0 and self._slice:  # the sliced skinny layer is not cut
-                        r = 0 if r < k / 2 else k
-                    break
-                acc += k * c
-            first = [(j, 0, rows[j], True) for j in range(i)] + ([(i, 0, r, False)] if r else [])
-            second = [(i, r, rows[i], True)] + [(j, 0, rows[j], True) for j in range(i + 1, len(Ws))]
-            plan = (first, second, (i, r))
-        self._plans[key] = plan
-        return plan
-
-    def _prepare_columns(self, X) -> None:
-        """Find the batch's non-blank columns and gather them (and W0's rows) if few enough."""
-        self._cols = None
-        if not self._compact:
-            return
-        m = len(X)
-        np.maximum.reduce(X, axis=0, out=self._col_hi)
-        if self.nonnegative:  # blank: a maximum of 0 (one pass, and no BLAS call)
-            cols = np.flatnonzero(self._col_hi)
-        else:
-            np.minimum.reduce(X, axis=0, out=self._col_lo)
-            cols = np.flatnonzero((self._col_hi != 0) | (self._col_lo != 0))
-        n_in, k = X.shape[1], len(cols)
-        if k > COMPACT_MAX_FRACTION * n_in:
-            return
-        self._Xc = self._xc[: m * k].reshape(m, k)
-        np.take(X, cols, axis=1, out=self._Xc, mode="clip")  # indices are valid; "raise" is slow
-        self._W0c = self._w0c[:k]
-        np.take(self.net.weights[0], cols, axis=0, out=self._W0c, mode="clip")
-        self._cols = cols
-
-    def _row_boundary(self, i: int, r: int) -> int:
-        """Row of W_i where a part ending at (compacted) row ``r`` ends in the real matrix."""
-        if i != 0 or self._cols is None:
-            return r
-        return 0 if r == 0 else (self.net.weights[0].shape[0] if r >= len(self._cols) else int(self._cols[r]))
-
-    def _chunks(self, X, y, scale) -> tuple[float, int]:
-        """Sum the gradients of consecutive ``capacity``-row chunks into ``grad_flat`` (one core)."""
-        loss, correct = 0.0, 0
-        if len(y) == 0:
-            self.grad_flat[...] = 0
-            return loss, correct
-        cap = self.capacity
-        self._cols = None
-        layers = self._all_layers()
-        for i in range(0, len(y), cap):
-            Xc, yc = X[i : i + cap], y[i : i + cap]
-            part = self._rows(Xc, yc, 0, len(yc), scale)
-            self._X = Xc
-            if i == 0:
-                self._grads_for(layers, self.grads, len(yc), 0.0)
-            else:
-                if self._part is None:
-                    self._part = self.net.grad_layout()
-                self._grads_for(layers, self._part[1], len(yc), 0.0)
-                self.grad_flat += self._part[0]
-            loss += part[0]
-            correct += part[1]
-        return loss, correct
-
-    def _rows(self, X, y, r0, r1, scale) -> tuple[float, int]:
-        """Stage 1 for rows [r0, r1): returns (their loss * scale, their correct count)."""
-        net = self.net
-        m = r1 - r0
-        Ws, bs = net.weights, net.biases
-        last = len(Ws) - 1
-        A = X[r0:r1] if self._cols is None else self._Xc[r0:r1]
-        for i in range(last):
-            Z = self._acts[i][r0:r1]
-            self._matmul_in(i, A, Z)
-            Z += bs[i]
-            if self._relu:
-                np.maximum(Z, self._zeros[i][r0:r1], out=Z)
-            else:
-                net._act.forward(Z)
-            A = Z
-        Z = self._acts[last][r0:r1]
-        self._matmul_in(last, A, Z)
-        Z += bs[last]
-        yy = y[r0:r1]
-        correct = int(np.count_nonzero(Z.argmax(axis=1) == yy))
-        Z -= self._max_of_rows(Z, r0, r1)[:, None]
-        flat_idx = self._row_base[:m] + yy
-        Zf = Z.reshape(-1)
-        z_true = float(Zf[flat_idx].sum(dtype=np.float64))
-        np.exp(Z, out=Z)
-        s = np.matmul(Z, self._ones_out)[:, None]
-        loss = (float(np.log(s).sum(dtype=np.float64)) - z_true) * scale
-        Z /= s
-        # dL/dZ at the output: (P - Y) / n, with Y applied by integer indexing, not a one-hot
-        Zf[flat_idx] -= 1
-        Z *= np.float32(scale)
-        dZ = Z
-        for i in range(last, 0, -1):
-            dA = self._deltas[i - 1][r0:r1]
-            np.matmul(dZ, Ws[i].T, out=dA)
-            A = self._acts[i - 1][r0:r1]
-            if self._relu:
-                mask = self._masks[i - 1][r0:r1]
-                np.greater(A, self._zeros[i - 1][r0:r1], out=mask)
-                np.multiply(dA, mask, out=dA)
-            else:
-                net._act.backward(A, dA)
-            dZ = dA
-        return loss, correct
-
-    def _grads_for(self, layers, grads, m: int, l2: float) -> None:
-        """Stage 2 for some rows of some layers: gW[lo:hi] = A[:, lo:hi]^T dZ (+ l2 W), gb = sum dZ."""
-        Ws = self.net.weights
-        last = len(Ws) - 1
-        for i, lo, hi, with_bias in layers:
-            A = self._X[:m] if i == 0 else self._acts[i - 1][:m]
-            D = self._acts[last][:m] if i == last else self._deltas[i][:m]
-            gW = grads[2 * i]
-            if i == 0 and self._cols is not None:
-                self._compact_grad(D, gW, lo, hi, l2)
-            elif hi > lo:
-                if i == 0 and self._slice and m > self._slice and (lo, hi) == (0, gW.shape[0]):
-                    self._first_weight_grad(A, D, gW)
-                else:
-                    np.matmul(A[:, lo:hi].T, D, out=gW[lo:hi])
-                if l2:
-                    gW[lo:hi] += np.float32(l2) * Ws[i][lo:hi]
-            if with_bias:
-                np.matmul(self._ones[:m], D, out=grads[2 * i + 1])
-
-    def _max_of_rows(self, Z, r0, r1) -> np.ndarray:
-        """Row maxima; for the usual 10 outputs a maximum over columns is 4x faster than max(axis=1)."""
-        k = Z.shape[1]
-        if k > 16 or k < 2:
-            return Z.max(axis=1)
-        mx = self._row_max[r0:r1]
-        np.maximum(Z[:, 0], Z[:, 1], out=mx)
-        for j in range(2, k):
-            np.maximum(mx, Z[:, j], out=mx)
-        return mx
-
-    def _compact_grad(self, D, gW, lo, hi, l2) -> None:
-        """Rows of gW0 for compacted rows [lo, hi): computed for the columns in use, 0 elsewhere."""
-        cols = self._cols
-        a, b = self._row_boundary(0, lo), self._row_boundary(0, hi)
-        gW[a:b] = 0
-        if hi > lo:
-            part = self._g0c[lo:hi]
-            np.matmul(self._Xc[:, lo:hi].T, D, out=part)
-            gW[cols[lo:hi]] = part
-        if l2 and b > a:
-            gW[a:b] += np.float32(l2) * self.net.weights[0][a:b]
-
-    def _matmul_in(self, i, A, Z) -> None:
-        """Z = A @ W_i, the first layer in small-kernel slices of rows when it is skinny."""
-        W = self._W0c if i == 0 and self._cols is not None else self.net.weights[i]
-        step = self._slice if i == 0 else 0
-        if not step or len(A) <= step:
-            np.matmul(A, W, out=Z)
-            return
-        for j in range(0, len(A), step):
-            np.matmul(A[j : j + step], W, out=Z[j : j + step])
-
-    def _first_weight_grad(self, X, dZ, gW) -> None:
-        """gW = X^T dZ summed over small-kernel slices of rows, computed as (dZ^T X)^T."""
-        m, step = len(X), self._slice
-        dzt = self._dz0_t[:, :m]
-        np.copyto(dzt, dZ.T)
-        acc, part = self._g0_t, self._g0_part
-        np.matmul(dzt[:, :step], X[:step], out=acc)
-        for j in range(step, m, step):
-            np.matmul(dzt[:, j : j + step], X[j : j + step], out=part)
-            acc += part
-        np.copyto(gW, acc.T)
+    def release(self) -> None:
+        """Free the buffers (they come back at the next pass)."""
+        with self._lock:
+            for layer in self.layers:
+                layer.release()
+            self._n = 0

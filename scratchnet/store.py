@@ -1,7 +1,10 @@
 """Model files and the model store.
 
-A model is one ``.npz`` archive: float32 arrays ``W0, b0, W1, b1, ...`` plus ``metadata_json``
-(the JSON text as a 1-d uint8 array). Nothing is ever pickled and nothing is loaded with
+A model is one ``.npz`` archive: float32 arrays ``W0, b0, W1, b1, ...`` (the parameters of each
+dense or convolution layer in order) plus ``metadata_json`` (the JSON text as a 1-d uint8
+array). Format 2 lists the layers in the metadata (``"layers"``, ``"input_shape"``); format 1,
+written before convolutions existed, gives a multilayer perceptron's ``"sizes"`` and
+``"activation"`` and still loads. Nothing is ever pickled and nothing is loaded with
 ``allow_pickle=True``, so opening a model someone uploaded cannot run their code.
 
 Writes go to a temporary file in the target directory and are moved into place with
@@ -31,11 +34,12 @@ import numpy as np
 
 from scratchnet.errors import ModelFileError, ScratchnetError
 from scratchnet.files import atomic_write
-from scratchnet.network import Network
+from scratchnet import layers
+from scratchnet.network import Network, mlp_layers
 
 FORMAT = "scratchnet-model"
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 N_INPUTS = 784
 N_CLASSES = 10
@@ -43,7 +47,12 @@ PREPROCESSING = "mnist-28x28-float01"
 
 MAX_FILE_BYTES = 256 * 1024 * 1024  # float64 arrays for MAX_PARAMS fit with room to spare
 MAX_PARAMS = 25_000_000  # 100 MB of float32: far beyond anything the app trains
-MAX_LAYERS = 12
+MAX_LAYERS = 12  # format 1: entries of "sizes"
+MAX_LAYER_SPECS = 40  # format 2: entries of "layers" (activations, pooling and flatten count)
+INPUT_SHAPES = ([784], [28, 28, 1])
+# A file may describe layers whose buffers would not fit any machine; refused before allocating.
+MAX_BYTES_PER_ROW = 64 * 2**20
+MAX_MACS_PER_ROW = 2 * 10**9
 MAX_METADATA_BYTES = 16 * 1024 * 1024  # long training histories stay well under this
 _NPY_HEADER_SLACK = 64 * 1024  # .npy header bytes allowed on top of the raw array data
 
@@ -108,7 +117,13 @@ def complete_metadata(net: Network, metadata: dict | None) -> dict:
     meta = dict(metadata or {})
     meta["format"] = FORMAT
     meta["version"] = VERSION
-    meta["sizes"] = [int(s) for s in net.sizes]
+    meta["input_shape"] = [int(s) for s in net.input_shape]
+    meta["layers"] = net.layer_specs()
+    meta["architecture"] = net.architecture
+    if net.sizes is not None:
+        meta["sizes"] = [int(s) for s in net.sizes]
+    else:
+        meta.pop("sizes", None)
     meta["activation"] = str(net.activation)
     meta.setdefault("preprocessing", PREPROCESSING)
     meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -118,8 +133,6 @@ def complete_metadata(net: Network, metadata: dict | None) -> dict:
 
 
 def _arrays(net: Network, metadata: dict) -> dict[str, np.ndarray]:
-    if len(net.weights) != len(net.biases):
-        raise ModelFileError("The network has a different number of weight matrices and biases.")
     arrays = {}
     for i, (W, b) in enumerate(zip(net.weights, net.biases)):
         W = np.ascontiguousarray(W, dtype=np.float32)
@@ -312,8 +325,8 @@ def _parse_metadata(arr: np.ndarray, label: str) -> dict:
     return meta
 
 
-def _check_metadata(meta: dict, label: str) -> tuple[list[int], str]:
-    """Validate the fields load_model relies on; return (sizes, activation)."""
+def _check_metadata(meta: dict, label: str) -> tuple[list[dict], list[int], str]:
+    """Validate the fields load_model relies on; return (layer specs, input shape, activation)."""
     if meta.get("format") != FORMAT:
         raise ModelFileError(
             f"{label} is not a scratchnet model: metadata field 'format' is {meta.get('format')!r}, "
@@ -325,6 +338,42 @@ def _check_metadata(meta: dict, label: str) -> tuple[list[int], str]:
             f"{label} has model format version {version!r}; this scratchnet reads version "
             f"{', '.join(map(str, SUPPORTED_VERSIONS))}. Upgrade scratchnet or re-train the model."
         )
+    activation = meta.get("activation")
+    if activation not in ACTIVATIONS:
+        raise ModelFileError(
+            f"{label}: unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}."
+        )
+    if version == 1:
+        specs, input_shape = _v1_layers(meta, label, activation)
+    else:
+        specs, input_shape = meta.get("layers"), meta.get("input_shape")
+        if not isinstance(specs, list) or not specs or not all(isinstance(s, dict) for s in specs):
+            raise ModelFileError(f"{label}: metadata field 'layers' must be a non-empty list of layer objects.")
+        if len(specs) > MAX_LAYER_SPECS:
+            raise ModelFileError(f"{label} has {len(specs)} layers; at most {MAX_LAYER_SPECS} are supported.")
+        if input_shape not in INPUT_SHAPES:
+            raise ModelFileError(
+                f"{label}: 'input_shape' must be [784] or [28, 28, 1], got {input_shape!r}."
+            )
+    try:
+        skeleton = Network.skeleton([layers.from_spec(s) for s in specs], input_shape, activation)
+    except ScratchnetError as exc:
+        raise ModelFileError(f"{label}: its layers do not fit together: {exc}") from None
+    if skeleton.n_classes != N_CLASSES:
+        raise ModelFileError(f"{label}: the last layer must have {N_CLASSES} units (one per digit), "
+                             f"got {skeleton.n_classes}.")
+    n_params = sum(math.prod(s) for l in skeleton.param_layers for s in l.param_shapes())
+    if n_params > MAX_PARAMS:
+        raise ModelFileError(
+            f"{label} has {n_params:,} parameters; at most {MAX_PARAMS:,} are supported."
+        )
+    if skeleton.bytes_per_row() > MAX_BYTES_PER_ROW or skeleton.macs_per_row() > MAX_MACS_PER_ROW:
+        raise ModelFileError(f"{label} describes layers far too large to run on one digit; refusing it.")
+    return specs, input_shape, activation
+
+
+def _v1_layers(meta: dict, label: str, activation: str) -> tuple[list[dict], list[int]]:
+    """Format 1 named a multilayer perceptron by its sizes: [784, 256, 128, 10]."""
     sizes = meta.get("sizes")
     if (
         not isinstance(sizes, list)
@@ -347,12 +396,7 @@ def _check_metadata(meta: dict, label: str) -> tuple[list[int], str]:
         raise ModelFileError(
             f"{label} has {n_params:,} parameters; at most {MAX_PARAMS:,} are supported."
         )
-    activation = meta.get("activation")
-    if activation not in ACTIVATIONS:
-        raise ModelFileError(
-            f"{label}: unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}."
-        )
-    return sizes, activation
+    return [l.spec() for l in mlp_layers(sizes, activation)], [N_INPUTS]
 
 
 def _read_member(npz, zf: zipfile.ZipFile, key: str, max_bytes: int, label: str) -> np.ndarray:
@@ -375,8 +419,8 @@ def _read_member(npz, zf: zipfile.ZipFile, key: str, max_bytes: int, label: str)
     return arr
 
 
-def _read_model(source, *, label: str | None = None) -> tuple[list[np.ndarray], list[np.ndarray], str, dict]:
-    """Fully validate a model file; return (weights, biases, activation, metadata)."""
+def _read_model(source, *, label: str | None = None) -> tuple[list[dict], list[int], str, list[np.ndarray], dict]:
+    """Fully validate a model file; return (layer specs, input shape, activation, arrays, metadata)."""
     label = label or _label(source)
     f = _open_source(source, label)
     try:
@@ -403,9 +447,13 @@ def _read_model(source, *, label: str | None = None) -> tuple[list[np.ndarray], 
             if len(members) != len(names) or any(not m.endswith(".npy") for m in members):
                 raise ModelFileError(f"{label} contains files that are not NumPy arrays; it is not a scratchnet model.")
             meta = _parse_metadata(_read_member(npz, zf, "metadata_json", MAX_METADATA_BYTES, label), label)
-            sizes, activation = _check_metadata(meta, label)
-            n_layers = len(sizes) - 1
-            expected = {"metadata_json"} | {f"W{i}" for i in range(n_layers)} | {f"b{i}" for i in range(n_layers)}
+            specs, input_shape, activation = _check_metadata(meta, label)
+            skeleton = Network.skeleton([layers.from_spec(s) for s in specs], input_shape, activation)
+            shapes = []
+            for i, layer in enumerate(skeleton.param_layers):
+                w_shape, b_shape = layer.param_shapes()
+                shapes += [(f"W{i}", w_shape), (f"b{i}", b_shape)]
+            expected = {"metadata_json"} | {key for key, _ in shapes}
             if names != expected:
                 missing = sorted(expected - names)
                 extra = sorted(names - expected)
@@ -414,39 +462,36 @@ def _read_model(source, *, label: str | None = None) -> tuple[list[np.ndarray], 
                     parts.append("missing " + ", ".join(missing))
                 if extra:
                     parts.append("unexpected " + ", ".join(extra))
-                raise ModelFileError(
-                    f"{label} does not match its layer sizes {sizes}: {'; '.join(parts)}."
-                )
-            weights, biases = [], []
-            for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-                for key, shape, out in ((f"W{i}", (fan_in, fan_out), weights), (f"b{i}", (fan_out,), biases)):
-                    max_bytes = 8 * math.prod(shape) + _NPY_HEADER_SLACK
-                    arr = _read_member(npz, zf, key, max_bytes, label)
-                    if arr.dtype.kind != "f":
-                        raise ModelFileError(f"{label}: array {key} has dtype {arr.dtype}; weights must be floats.")
-                    if arr.shape != shape:
-                        raise ModelFileError(
-                            f"{label}: array {key} has shape {arr.shape}, but sizes {sizes} need {shape}."
-                        )
-                    with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf, refused below
-                        arr = np.ascontiguousarray(arr, dtype=np.float32)
-                    if not np.isfinite(arr).all():
-                        raise ModelFileError(f"{label}: array {key} contains NaN or infinite values.")
-                    out.append(arr)
+                raise ModelFileError(f"{label} does not match its layers: {'; '.join(parts)}.")
+            arrays = []
+            for key, shape in shapes:
+                max_bytes = 8 * math.prod(shape) + _NPY_HEADER_SLACK
+                arr = _read_member(npz, zf, key, max_bytes, label)
+                if arr.dtype.kind != "f":
+                    raise ModelFileError(f"{label}: array {key} has dtype {arr.dtype}; weights must be floats.")
+                if arr.shape != shape:
+                    raise ModelFileError(
+                        f"{label}: array {key} has shape {arr.shape}, but its layer needs {shape}."
+                    )
+                with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf, refused below
+                    arr = np.ascontiguousarray(arr, dtype=np.float32)
+                if not np.isfinite(arr).all():
+                    raise ModelFileError(f"{label}: array {key} contains NaN or infinite values.")
+                arrays.append(arr)
     finally:
         f.close()
-    return weights, biases, activation, meta
+    return specs, input_shape, activation, arrays, meta
 
 
 def load_model(source) -> tuple[Network, dict]:
     """Load and validate a model from a path, bytes or binary file object (e.g. an upload).
 
     Anything that is not a complete, consistent scratchnet model raises ModelFileError with a
-    one-sentence reason.
+    one-sentence reason. Format 1 files (multilayer perceptrons by their sizes) load too.
     """
-    weights, biases, activation, meta = _read_model(source)
+    specs, input_shape, activation, arrays, meta = _read_model(source)
     try:
-        net = Network.from_arrays(weights, biases, activation)
+        net = Network.from_layers(specs, input_shape, arrays, activation)
     except ModelFileError:
         raise
     except (ScratchnetError, ValueError) as exc:
@@ -594,7 +639,7 @@ class ModelStore:
                 cached = _CACHE.get(key)
             if cached is None:
                 try:
-                    _, _, _, meta = _read_model(f, label=repr(entry.name))
+                    meta = _read_model(f, label=repr(entry.name))[-1]
                     cached = (meta, None)
                 except ModelFileError as exc:
                     cached = (None, str(exc))

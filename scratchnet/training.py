@@ -1,9 +1,12 @@
-"""One training loop for every setting, yielding progress as it goes.
+"""One training loop for every setting, and one function that runs a whole training.
 
 The notebook's full-batch gradient descent is this loop with ``batch_size=None`` and
-``optimizer="gd"``; mini-batch SGD, momentum and Adam differ only in those two settings. The loop
-is a generator so the CLI can print and the Train page can chart the same records, and a caller
-stops it between steps through ``stop`` (a ``threading.Event``).
+``optimizer="gd"``; mini-batch SGD, momentum and Adam differ only in those two settings, and a
+convolutional net only in its ``layers``. :func:`train` is a generator so the CLI can print and
+the Train page can chart the same records, and a caller stops it between steps through ``stop``
+(a ``threading.Event``). :func:`run` wraps it into one training run: config and data in, the
+trained network and ONE metadata document out; the CLI, the Train page's worker and the Draw
+page's quick model all go through it.
 """
 
 from __future__ import annotations
@@ -13,27 +16,50 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from datetime import datetime, timezone
+from typing import Callable, Iterator
 
 import numpy as np
 
-from scratchnet import optimizers
+from scratchnet import architecture, optimizers
 from scratchnet.errors import ConfigError, DataError
-from scratchnet.network import INITS, Network, PairRunner, Workspace
-from scratchnet.activations import ACTIVATIONS
+from scratchnet.fast import threads as fast_threads
+from scratchnet.fast.pair import PairRunner
+from scratchnet.fast.step import Step, augment_halves
+from scratchnet.layers import ACTIVATIONS, Dense
+from scratchnet.network import INITS, Network
 
 # A mean cross-entropy this large means logits hundreds of units off: the run has blown up
 # even if the numbers are still finite, and continuing only burns CPU.
 DIVERGENCE_LOSS = 1e3
 MAX_STEPS = 10_000_000
-# Same bound as scratchnet.store.MAX_PARAMS: a bigger network could be trained (for hours) but its
-# model file would then be refused on loading.
-MAX_PARAMS = 25_000_000
+MAX_PARAMS = architecture.MAX_PARAMS
+# Rows per chunk of a full-batch pass: a chunk's activations stay in cache between its forward
+# and backward pass, so the training set streams from memory once per iteration, not twice.
+# Convolutional nets use fewer rows, so that a chunk's buffers stay within FULL_BATCH_BYTES.
+FULL_BATCH_CHUNK = 1024
+FULL_BATCH_BYTES = 256 * 2**20
+MAX_HISTORY = 500  # progress records kept in a model's metadata (evenly spaced over the run)
+
+
+def _augment_parts(value) -> str:
+    """The config's augmentation as a canonical string ("" for none, "affine+elastic", ...)."""
+    from scratchnet.augment import parse_augment
+
+    return "+".join(parse_augment(value))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    hidden: tuple[int, ...] = (256, 128)
+    """Everything that decides what a training run learns.
+
+    ``layers`` is the architecture SPEC (:mod:`scratchnet.architecture`), e.g. ``dense256,dense128``
+    or ``conv16-5,maxpool2,conv32-5,maxpool2,dense128``; ``hidden=(256, 128)`` is shorthand for
+    an all-dense SPEC, and is filled in from ``layers`` when the SPEC is all dense (else None).
+    """
+
+    layers: str | None = None
+    hidden: tuple[int, ...] | None = None
     activation: str = "relu"
     init: str = "he"
     optimizer: str = "adam"
@@ -44,31 +70,40 @@ class TrainConfig:
     l2: float = 0.0
     momentum: float = 0.9
     seed: int = 0
-    augment: bool = False
+    augment: str = ""  # "" or parts joined by "+": affine, elastic, thickness, flag (True = affine)
     lr_schedule: str = "constant"  # or "cosine": decays to 0 at the last step
     eval_every: int | None = None
 
     def __post_init__(self):
         if self.iterations is None and self.epochs is None:
             object.__setattr__(self, "epochs", 10)
-        object.__setattr__(self, "hidden", tuple(self.hidden))
+        spec = self.layers
+        if spec is None:
+            spec = tuple(self.hidden) if self.hidden is not None else (256, 128)
+        try:
+            spec = architecture.canonical(spec)
+            hidden = architecture.hidden_units(spec)
+        except ConfigError:  # kept as given; validate() says what is wrong with it
+            spec = spec if isinstance(spec, str) else ",".join(map(str, spec))
+            hidden = None
+        object.__setattr__(self, "layers", spec)
+        object.__setattr__(self, "hidden", hidden)
+        try:
+            object.__setattr__(self, "augment", _augment_parts(self.augment))
+        except ConfigError:
+            pass  # validate() explains
 
     def validate(self, n_train: int | None = None) -> None:
         """Refuse settings that cannot work, with the reason a user can act on."""
-        if not self.hidden or any(int(h) < 1 or int(h) > 4096 for h in self.hidden):
-            raise ConfigError("Hidden layer sizes must be whole numbers from 1 to 4096.")
-        if len(self.hidden) > 8:
-            raise ConfigError("At most 8 hidden layers are supported.")
-        sizes = (784, *(int(h) for h in self.hidden), 10)
-        n_params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-        if n_params > MAX_PARAMS:
-            raise ConfigError(
-                f"Hidden layers {', '.join(str(int(h)) for h in self.hidden)} make {n_params:,} parameters; "
-                f"at most {MAX_PARAMS:,} are supported: use fewer or smaller layers."
-            )
         if self.activation not in ACTIVATIONS:
             raise ConfigError(
                 f"Unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}."
+            )
+        size = architecture.measure(self.layers, self.activation)  # SpecError names the bad token
+        if size.n_params > MAX_PARAMS:
+            raise ConfigError(
+                f"The architecture {self.layers} has {size.n_params:,} parameters; at most "
+                f"{MAX_PARAMS:,} are supported: use fewer or smaller layers."
             )
         if self.init not in INITS:
             raise ConfigError(f"Unknown weight init {self.init!r}; choose one of {', '.join(INITS)}.")
@@ -92,6 +127,14 @@ class TrainConfig:
             raise ConfigError("Epochs must be more than 0 and at most 10,000.")
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ConfigError("The batch size must be at least 1.")
+        rows = chunk_rows(size.bytes_per_row) if self.batch_size is None else int(self.batch_size)
+        if rows * size.bytes_per_row > architecture.MAX_BATCH_BYTES:
+            most = max(1, architecture.MAX_BATCH_BYTES // size.bytes_per_row)
+            raise ConfigError(
+                f"A batch of {rows:,} digits through {self.layers} needs "
+                f"{rows * size.bytes_per_row / 2**30:.1f} GB of working memory; use a batch of at "
+                f"most {most:,}, or fewer filters."
+            )
         if n_train is not None:
             if n_train < 1:
                 raise ConfigError("There is no training data.")
@@ -108,6 +151,7 @@ class TrainConfig:
             raise ConfigError("The learning-rate schedule must be 'constant' or 'cosine'.")
         if self.eval_every is not None and int(self.eval_every) < 1:
             raise ConfigError("Report progress at least every 1 step.")
+        _augment_parts(self.augment)
 
     def total_steps(self, n_train: int) -> int:
         if self.iterations is not None:
@@ -123,31 +167,45 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
+        d["hidden"] = list(self.hidden) if self.hidden is not None else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """From :meth:`to_dict` output, including older records that only had ``hidden``."""
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        if "hidden" in kw:
+        if kw.get("layers"):
+            kw.pop("hidden", None)
+        elif kw.get("hidden") is not None:
             kw["hidden"] = tuple(int(h) for h in kw["hidden"])
         return cls(**kw)
 
     def replace(self, **kw) -> "TrainConfig":
+        """A copy with some settings changed; ``hidden=`` changes the architecture too."""
+        if "hidden" in kw and "layers" not in kw:
+            kw["layers"] = None
+        elif "layers" in kw:
+            kw["hidden"] = None
         return dataclasses.replace(self, **kw)
 
 
 PRESETS: dict[str, TrainConfig] = {
     # The teaching notebook, exactly: 784-10-10, uniform [-0.5, 0.5) init, full-batch GD.
     "notebook": TrainConfig(
-        hidden=(10,), activation="relu", init="notebook", optimizer="gd", lr=0.1,
+        layers="dense10", activation="relu", init="notebook", optimizer="gd", lr=0.1,
         iterations=500, epochs=None, batch_size=None,
     ),
     # The live-demo setting: a wider MLP with Adam on mini-batches, augmented so it reads drawings.
     "fast": TrainConfig(
-        hidden=(256, 128), activation="relu", init="he", optimizer="adam", lr=1e-3,
-        iterations=None, epochs=10, batch_size=128, augment=True, lr_schedule="cosine",
+        layers="dense256,dense128", activation="relu", init="he", optimizer="adam", lr=1e-3,
+        iterations=None, epochs=10, batch_size=128, augment="affine", lr_schedule="cosine",
+    ),
+    # Reads people: a small convolutional net (LeNet-like), trained longer on distorted digits.
+    "best": TrainConfig(
+        layers="conv16-5,maxpool2,conv32-5,maxpool2,dense128", activation="relu", init="he",
+        optimizer="adam", lr=1e-3, iterations=None, epochs=12, batch_size=128, augment="affine",
+        lr_schedule="cosine",
     ),
 }
 
@@ -173,9 +231,16 @@ class Progress:
 
 
 def build_network(config: TrainConfig, n_inputs: int = 784, n_classes: int = 10) -> Network:
-    return Network(
-        (n_inputs, *config.hidden, n_classes), config.activation, config.init, seed=config.seed
-    )
+    """The untrained network of ``config`` (its layers, initialised from its seed)."""
+    if n_inputs != 784:
+        raise DataError(f"Training data must have 784 pixels per row (28x28), got {n_inputs}.")
+    layers, input_shape = architecture.build(config.layers, config.activation, n_classes)
+    return Network(None, config.activation, config.init, seed=config.seed, layers=layers, input_shape=input_shape)
+
+
+def chunk_rows(bytes_per_row: int) -> int:
+    """Rows per chunk of a full-batch pass for a network needing ``bytes_per_row``."""
+    return max(16, min(FULL_BATCH_CHUNK, FULL_BATCH_BYTES // max(1, bytes_per_row)))
 
 
 def _lr_at(config: TrainConfig, step: int, total: int) -> float:
@@ -202,48 +267,55 @@ def train(
     explodes past ``DIVERGENCE_LOSS``), the parameters of the last good record are restored,
     so a diverged run never leaves NaN weights behind.
 
-    Speed (see benchmarks/README.md): every buffer is allocated once (:class:`Workspace`), each
-    mini-batch is gathered into one reused contiguous buffer, the optimizer updates all
-    parameters as one flat array, and BLAS gets the number of threads that is faster for this
-    batch size (never more than the caller allowed).
-
-    ``stats``, if given, receives how the steps used the cores (see :class:`ThreadChoice`).
+    Each step is the network's own layers (``net.forward_backward`` and the layers'
+    ``param_grads``); :class:`scratchnet.fast.step.Step` only shares that work between cores.
+    Each mini-batch is gathered into one reused buffer, the optimizer updates all parameters as
+    one flat array, and BLAS gets the number of threads that is faster for this batch size
+    (never more than the caller allowed). ``stats``, if given, receives how the steps used the
+    cores (see :class:`scratchnet.fast.threads.ThreadChoice`).
     """
     n = len(X)
     config.validate(n_train=n)
-    if X.dtype != np.float32:
-        raise ConfigError("Training data must be float32 rows in [0, 1].")
+    if X.dtype != np.float32 or X.ndim != 2 or X.shape[1] != 784:
+        raise ConfigError("Training data must be float32 rows of 784 pixels in [0, 1].")
     rng = rng if rng is not None else np.random.default_rng(config.seed)
     y = np.asarray(y)
     if len(y) != n:
         raise DataError(f"There are {n:,} images but {len(y):,} labels.")
-    k = net.sizes[-1]
+    k = net.n_classes
     if y.min() < 0 or y.max() >= k:
         raise DataError(f"Labels must be whole numbers from 0 to {k - 1}; found {int(y.max())}.")
     bs = config.effective_batch_size(n)
     full_batch = bs == n
     steps_per_epoch = config.steps_per_epoch(n)
     total = config.total_steps(n)
-    eval_every = int(
-        config.eval_every or (10 if config.iterations is not None else steps_per_epoch)
-    )
+    eval_every = int(config.eval_every or (10 if config.iterations is not None else steps_per_epoch))
     flat = net.flat_params()
-    controller = _blas_controller()
-    cores = _cores_allowed(controller)
+    controller = fast_threads.blas_controller()
+    cores = fast_threads.cores_allowed(controller)
     runner = PairRunner() if cores >= 2 else None
-    ws = Workspace(net, min(bs, FULL_BATCH_CHUNK) if full_batch else bs, runner)
-    ws.nonnegative = not full_batch and bool(X.min() >= 0)  # augmentation keeps pixels >= 0
+    capacity = min(bs, chunk_rows(net.bytes_per_row())) if full_batch else bs
+    step_runner = Step(net, capacity, runner)
+    first = net.layers[0]
+    if isinstance(first, Dense):  # augmentation keeps pixels >= 0: blank columns by maxima alone
+        first.nonnegative = not full_batch and bool(X.min() >= 0)
     threads = None
-    if runner is not None and not full_batch and bs * ws._n_weights() >= THREAD_CHOICE_MIN_MACS:
+    if runner is not None and not full_batch and bs * net.macs_per_row() >= fast_threads.THREAD_CHOICE_MIN_MACS:
         blas = controller.select(user_api="blas").lib_controllers
-        threads = ThreadChoice(ws, runner, blas, cores, os.environ.get("SCRATCHNET_THREADS", "auto"))
+        threads = fast_threads.ThreadChoice(step_runner, runner, blas, cores,
+                                            os.environ.get("SCRATCHNET_THREADS", "auto"))
     opt = optimizers.make(config.optimizer, [flat], config.lr, config.momentum)
-    grads = [ws.grad_flat]
     augment = None
     if config.augment:
-        from scratchnet.augment import augment_batch as augment
+        from scratchnet.augment import augment_batch, parse_augment
 
-    Xb_buf = np.empty((bs, X.shape[1]), np.float32) if not full_batch or augment else None
+        parts = parse_augment(config.augment)
+
+        def augment(Xb, yb, gen):
+            augment_batch(Xb, gen, y=yb, parts=parts, out=Xb)
+
+    X_in = X.reshape(n, *net.input_shape)  # a view: conv nets read rows as 28x28 images
+    Xb_buf = np.empty((bs, *net.input_shape), np.float32) if not full_batch or augment else None
     yb_buf = np.empty(bs, np.intp)
     y_idx = y.astype(np.intp, copy=False)
     good = flat.copy()  # last parameters known to give a finite loss
@@ -277,7 +349,8 @@ def train(
         while step < total:
             segment_end = min(total, (step // eval_every + 1) * eval_every)
             outcome = ""
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"), _limit(controller, 1 if runner is not None else None):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                    fast_threads.limit(controller, 1 if runner is not None else None), net._lock:
                 while step < segment_end:
                     if stop is not None and stop.is_set():
                         outcome = "stopped"
@@ -286,9 +359,11 @@ def train(
                         threads.tick(step)
                     pos = step % steps_per_epoch
                     if full_batch:
-                        Xb, yb = X, y_idx
+                        Xb, yb = X_in, y_idx
                         if augment is not None:
-                            Xb = augment(X, rng, out=Xb_buf)
+                            Xb = Xb_buf
+                            np.copyto(Xb, X_in)
+                            augment_halves(augment, Xb.reshape(n, 784), yb, rng, step_runner.runner)
                     else:
                         if pos == 0:
                             order = rng.permutation(n)
@@ -296,23 +371,23 @@ def train(
                         m = len(idx)
                         Xb = Xb_buf[:m]
                         yb = yb_buf[:m]
-                        np.take(X, idx, axis=0, out=Xb, mode="clip")  # mode="raise" is 5x slower
+                        np.take(X_in, idx, axis=0, out=Xb, mode="clip")  # mode="raise" is 5x slower
                         np.take(y_idx, idx, out=yb, mode="clip")
                         if augment is not None:
-                            _augment_halves(augment, Xb, rng, ws.runner)
-                    if len(yb) > ws.capacity:  # full batch, in chunks
-                        loss, n_correct = ws.loss_and_grads(Xb, yb, config.l2)
+                            augment_halves(augment, Xb.reshape(m, 784), yb, rng, step_runner.runner)
+                    if len(yb) > capacity:  # full batch, in chunks
+                        loss, n_correct = step_runner.loss_and_grads(Xb, yb, config.l2)
                     else:
-                        loss, n_correct = ws.forward_backward(Xb, yb, labels_checked=True)
+                        loss, n_correct = step_runner.forward_backward(Xb, yb)
                     if not math.isfinite(loss) or loss > DIVERGENCE_LOSS:
                         outcome = "diverged"
                         break
                     opt.lr = _lr_at(config, step, total)
-                    if len(yb) > ws.capacity:
-                        opt.step(grads)
+                    opt.begin_step()
+                    if len(yb) > capacity:
+                        opt.update(0, step_runner.grad_flat, 0, len(flat))
                     else:  # gradients and update together, each half of the parameters on a core
-                        opt.begin_step()
-                        ws.backward_update(config.l2, opt)
+                        step_runner.backward_update(config.l2, opt)
                     loss_sum += loss * len(yb)
                     correct += n_correct
                     seen += len(yb)
@@ -353,232 +428,10 @@ def train(
     finally:
         if runner is not None:
             runner.close()
+        if isinstance(first, Dense):
+            first.nonnegative = False  # other callers may pass anything
         if stats is not None and threads is not None:
             stats.update(threads.summary())
-
-
-# Steps smaller than this many multiply-adds (batch size x weights) stay on one core: threads
-# cost more than they save there (784-256-128-10 at batch 32 is 7.5M and gains ~8%), and tiny
-# networks then train bit for bit the same on every machine.
-THREAD_CHOICE_MIN_MACS = 4_000_000
-
-
-class ThreadChoice:
-    """Which of two ways to use two cores a run of training steps takes, chosen by timing both.
-
-    * ``"pair"``: BLAS single-threaded, each step split in halves by our :class:`PairRunner`.
-      When another process holds a core, the caller simply does both halves.
-    * ``"blas"``: no split; OpenBLAS's own threads work inside every matrix product. They
-      spin-wait instead of sleeping, so on a quiet machine a step is 10-20% faster; but when one
-      of them is descheduled every product waits for it, and a step became 2.5-3x slower.
-
-    Steps run in timed blocks of ``BLOCK``. Both ways are tried first; then the faster is used
-    and the other is tried again for a half block after ``wait`` blocks, a wait that doubles (up
-    to ``MAX_WAIT``) each time it loses again, so a busy or quiet spell is noticed within a
-    second or two at little cost. Three rules keep the timing honest on a shared machine: a
-    way's cost is the best of its last three blocks (one noisy block does not flip the choice);
-    a block far slower than the other way's cost ends after two steps (``GIVE_UP``), and a way
-    that lost that badly waits ``LONG_WAIT`` blocks; and OpenBLAS's idle threads keep spinning
-    on the second core for ~0.1 s after their last product, which slows our pair: a short try
-    of our pair pays that (it is what switching costs) without changing our pair's own cost,
-    and while our pair is the way in use its first ``SPIN`` seconds after a try are not timed.
-
-    The two ways differ only in the rounding of the forward products (OpenBLAS's threads sum in
-    another order), so a run is reproducible to about 1e-6, not bit for bit, unless ``mode``
-    pins one way (``SCRATCHNET_THREADS=pair`` or ``blas``).
-    """
-
-    BLOCK = 16
-    MAX_WAIT = 64
-    GIVE_UP = 1.5  # a block this many times slower per step than the other way ends early
-    LONG_WAIT = 16  # blocks before trying again a way that lost by more than GIVE_UP
-    SPIN = 0.15  # seconds OpenBLAS's threads keep spinning after a product (measured: ~0.1 s)
-
-    def __init__(self, ws: Workspace, runner: PairRunner, blas_libs, n_threads: int, mode: str = "auto",
-                 clock=time.perf_counter):
-        if mode not in ("auto", "pair", "blas"):
-            raise ConfigError(f"SCRATCHNET_THREADS must be auto, pair or blas, not {mode!r}.")
-        self.ws, self.runner, self.libs, self.n_threads = ws, runner, list(blas_libs), int(n_threads)
-        self.mode = mode
-        self.clock = clock
-        self.cost: dict[str, float] = {}  # seconds per step, see record()
-        self._recent: dict[str, list[float]] = {}
-        self.steps = {"pair": 0, "blas": 0}
-        self.wait = 2
-        self._since = 0  # blocks on the faster way since the other was last tried
-        self._probe: str | None = None  # the way being tried again, and the best cost before
-        self._beaten = 0.0
-        self._open: tuple[str, float, int, int] | None = None  # way, start time, step, length
-        self._spin_until = float("-inf")
-        self.switches = 0
-        self._last: str | None = None
-
-    def pick(self) -> str:
-        if self.mode != "auto":
-            return self.mode
-        for way in ("pair", "blas"):
-            if way not in self.cost:
-                if self.cost:  # the other is known: judged like a try (a full block, though)
-                    self._probe, self._beaten = way, min(self.cost.values())
-                return way
-        best = min(self.cost, key=self.cost.get)
-        if self._since >= self.wait:
-            self._since = 0
-            self._probe, self._beaten = ("blas" if best == "pair" else "pair"), self.cost[best]
-            return self._probe
-        self._since += 1
-        return best
-
-    def record(self, way: str, per_step: float) -> None:
-        """A way's cost is the best of its last three blocks: one block slowed by another
-        process's burst does not flip the choice, three in a row (a lasting change) do."""
-        if self._probe == way:
-            self._probe = None
-            if per_step < self._beaten:
-                self.wait = 2
-            else:  # lost: try it less often; much less if it lost badly (a busy core), as
-                # OpenBLAS's threads then spin for ~0.1 s after a try, slowing the other way
-                badly = self.LONG_WAIT if per_step > self.GIVE_UP * self._beaten else 0
-                self.wait = min(max(2 * self.wait, badly), self.MAX_WAIT)
-                if way == "pair" and way in self._recent:
-                    return  # the try paid OpenBLAS's spin; keep our pair's own, unspun cost
-            self._recent[way] = [per_step]  # its older figures are stale
-        else:
-            self._recent[way] = (self._recent.get(way, []) + [per_step])[-3:]
-        self.cost[way] = min(self._recent[way])
-
-    def apply(self, way: str) -> None:
-        self.ws.runner = self.runner if way == "pair" else None
-        for lib in self.libs:
-            lib.set_num_threads(1 if way == "pair" else self.n_threads)
-        if self._last is not None and way != self._last:
-            self.switches += 1
-        self._last = way
-
-    def tick(self, step: int) -> None:
-        """Call before each step: opens, and every BLOCK steps closes and reopens, a timed block.
-
-        A block of one way that is already far slower than the other way's cost is closed
-        early: a busy core makes OpenBLAS's threads 2.5x slower, and trying them for a whole
-        block would cost more than everything the choice saves.
-        """
-        if self._open is not None:
-            way, t0, first, length = self._open
-            done = step - first
-            if way == "pair" and self._probe != way and self.clock() < self._spin_until:
-                # OpenBLAS's idle threads still spin and slow our second thread: not timed
-                # (a short try of our pair is, spin included: that is what switching costs)
-                self.steps[way] += done
-                self._open = (way, self.clock(), step, length)
-                return
-            if done < length:
-                other = self.cost.get("blas" if way == "pair" else "pair")
-                if done < 2 or other is None or (self.clock() - t0) / done <= self.GIVE_UP * other:
-                    return
-        self.end(step)
-        way = self.pick()
-        self.apply(way)
-        length = self.BLOCK // 2 if self._probe == way and way in self.cost else self.BLOCK
-        self._open = (way, self.clock(), step, length)
-
-    def end(self, step: int) -> None:
-        """Close the open block (before anything but training steps runs)."""
-        if self._open is None:
-            return
-        way, t0, first, _ = self._open
-        self._open = None
-        if way == "blas":
-            self._spin_until = self.clock() + self.SPIN
-        if step > first:
-            self.steps[way] += step - first
-            self.record(way, (self.clock() - t0) / (step - first))
-
-    def summary(self) -> dict:
-        total = sum(self.steps.values()) or 1
-        return {
-            "mode": self.mode,
-            "share_blas": self.steps["blas"] / total,
-            "ms_per_step": {k: round(v * 1e3, 3) for k, v in self.cost.items()},
-            "switches": self.switches,
-        }
-
-
-def _augment_halves(augment, Xb, rng, runner) -> None:
-    """Augment a batch in place as two halves, each with its own generator drawn from ``rng``.
-
-    The halves run on both cores when there is a runner; either way the numbers are the same,
-    because each half's randomness is fixed before anything runs.
-    """
-    m = len(Xb)
-    if m < 2:
-        augment(Xb, rng, out=Xb)
-        return
-    h = m // 2
-    first, second = (np.random.default_rng(s) for s in rng.integers(0, 2**63, size=2))
-    a, b = Xb[:h], Xb[h:]
-    if runner is None:
-        augment(a, first, out=a)
-        augment(b, second, out=b)
-    else:
-        runner.run(lambda: augment(a, first, out=a), lambda: augment(b, second, out=b))
-
-
-# Rows per chunk of a full-batch pass: a chunk's activations stay in cache between its forward
-# and backward pass, so the training set streams from memory once per iteration, not twice.
-FULL_BATCH_CHUNK = 1024
-
-
-class _NoLimit:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-_controller = None
-
-
-def _blas_controller():
-    """threadpoolctl's controller (made once: building it scans the loaded libraries)."""
-    global _controller
-    if _controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _controller = ThreadpoolController()
-        except Exception:  # pragma: no cover - no BLAS found: nothing to limit
-            _controller = False
-    return _controller or None
-
-
-def _cores_allowed(controller) -> int:
-    """How many cores training may use: the machine's, capped by the caller's BLAS limit.
-
-    The Train page's worker limits BLAS to one thread to keep the app responsive; that choice
-    also switches off our second thread.
-    """
-    cores = os.cpu_count() or 1
-    if controller is None:
-        return cores
-    blas = controller.select(user_api="blas").lib_controllers
-    return min([cores] + [c.num_threads for c in blas])
-
-
-def _limit(controller, n_threads: int | None):
-    """Cap BLAS at ``n_threads`` for a run of steps (None: leave it alone).
-
-    With our own pair of threads, BLAS itself runs single-threaded: OpenBLAS's threads
-    spin-wait for each other, and on a shared 2-core machine a descheduled one made an epoch
-    10-20x slower, while our halves are simply done by whichever thread is free.
-    """
-    if controller is None or n_threads is None:
-        return _NoLimit()
-    blas = controller.select(user_api="blas")
-    current = min((c.num_threads for c in blas.lib_controllers), default=n_threads)
-    if current <= n_threads:
-        return _NoLimit()
-    return blas.limit(limits=n_threads)
 
 
 def fit(config: TrainConfig, X, y, X_val=None, y_val=None, **kw) -> tuple[Network, list[Progress]]:
@@ -586,3 +439,154 @@ def fit(config: TrainConfig, X, y, X_val=None, y_val=None, **kw) -> tuple[Networ
     net = build_network(config, n_inputs=X.shape[1])
     history = list(train(net, X, y, config, X_val, y_val, **kw))
     return net, history
+
+
+# --------------------------------------------------------------------------- one training run
+
+
+class PointBuffer:
+    """At most ``limit`` evenly spaced items from an unbounded stream, O(1) per item.
+
+    Keeps every ``stride``-th item; when full, drops every other kept item and doubles the
+    stride. The result always spans the whole run with uniform spacing.
+    """
+
+    def __init__(self, limit: int = MAX_HISTORY):
+        if limit < 2:
+            raise ValueError("PointBuffer needs room for at least 2 points")
+        self.limit = limit
+        self.stride = 1
+        self._seen = 0
+        self.items: list = []
+
+    def add(self, item) -> None:
+        if self._seen % self.stride == 0:
+            self.items.append(item)
+            if len(self.items) > self.limit:
+                del self.items[1::2]
+                self.stride *= 2
+        self._seen += 1
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+HISTORY_FIELDS = ("step", "epoch", "loss", "train_accuracy", "val_accuracy", "seconds")
+
+
+def _finite(x):
+    return x if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def history_point(p: Progress) -> dict:
+    return {k: _finite(getattr(p, k)) if k != "step" else p.step for k in HISTORY_FIELDS}
+
+
+@dataclass
+class RunResult:
+    """What one training run produced: the network and its one metadata document."""
+
+    net: Network
+    metadata: dict
+    last: Progress | None
+    accepted: int = 0  # progress records whose weights were accepted as finite
+
+    @property
+    def status(self) -> str:
+        return self.metadata["status"]
+
+    @property
+    def learned(self) -> bool:
+        """Did the run leave weights worth saving (some steps taken, all finite)?"""
+        last = self.last
+        if last is None or last.step == 0:
+            return False
+        if self.status == "diverged" and not self.accepted:
+            return False  # nothing finite was ever accepted
+        return all(np.isfinite(a).all() for a in self.net.params())
+
+
+def dataset_meta(ds) -> dict:
+    return {
+        "name": getattr(ds, "name", "unknown"),
+        "n_train": int(len(ds.X_train)),
+        "n_val": 0 if ds.X_val is None else int(len(ds.X_val)),
+        "n_test": 0 if getattr(ds, "X_test", None) is None else int(len(ds.X_test)),
+        "description": getattr(ds, "description", ""),
+    }
+
+
+def run(
+    config: TrainConfig,
+    dataset,
+    *,
+    stop=None,
+    on_progress: Callable[[Progress], None] | None = None,
+    preset: str | None = None,
+    source: str = "",
+    net: Network | None = None,
+    extra: dict | None = None,
+    catch_interrupt: bool = False,
+    stats: dict | None = None,
+) -> RunResult:
+    """Train ``config`` on ``dataset`` (a :class:`scratchnet.datasets.Dataset`) to the end.
+
+    Calls ``on_progress`` with every record as it comes. Returns the network and the metadata
+    a model file stores: config, dataset, metrics (validation and test accuracy, time, steps),
+    up to ``MAX_HISTORY`` evenly spaced progress records, status and where it came from
+    (``source``: "cli", "train-page", "quick-model", ...). ``extra`` adds fields (the Train
+    page's extra data, say). With ``catch_interrupt`` a KeyboardInterrupt ends the run as
+    "stopped" instead of propagating (the CLI outside the main thread).
+    """
+    ds = dataset
+    config.validate(n_train=len(ds.X_train))
+    net = net if net is not None else build_network(config, n_inputs=ds.X_train.shape[1])
+    points = PointBuffer(MAX_HISTORY)
+    last = None
+    accepted = 0  # records whose weights the loop accepted as finite
+    interrupted = False
+    try:
+        for p in train(net, ds.X_train, ds.y_train, config, ds.X_val, ds.y_val, stop=stop, stats=stats):
+            last = p
+            accepted += p.status in ("running", "finished")
+            points.add(p)
+            if on_progress is not None:
+                on_progress(p)
+    except KeyboardInterrupt:
+        if not catch_interrupt:
+            raise
+        interrupted = True
+    status = "stopped" if interrupted or last is None else last.status
+    test_acc = None
+    if last is not None and status != "diverged" and getattr(ds, "X_test", None) is not None and len(ds.X_test):
+        test_acc = net.accuracy(ds.X_test, ds.y_test)
+    kept = [history_point(p) for p in points.items]
+    if last is not None and (not kept or kept[-1]["step"] != last.step):
+        kept.append(history_point(last))
+    meta = {
+        "config": config.to_dict(),
+        "architecture": config.layers,
+        "dataset": dataset_meta(ds),
+        "metrics": {
+            "val_accuracy": _finite(last.val_accuracy) if last else None,
+            "test_accuracy": test_acc,
+            "train_accuracy": _finite(last.train_accuracy) if last else None,
+            "loss": _finite(last.loss) if last else None,
+            "train_seconds": last.seconds if last else 0.0,
+            "steps": last.step if last else 0,
+            "epochs": last.epoch if last else 0.0,
+            "status": status,
+        },
+        "history": kept,
+        "status": status,
+        "message": last.message if last is not None else "",
+        "source": source,
+        "notes": list(getattr(ds, "notes", []) or []),
+        "preprocessing": "mnist-28x28-float01",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if preset:
+        meta["preset"] = preset
+    if extra:
+        meta.update(extra)
+    return RunResult(net, meta, last, accepted)

@@ -139,7 +139,7 @@ def test_explicit_options_override_the_preset(capsys, tmp_path):
     c = meta["config"]
     assert net.sizes == (784, 32, 16, 10) and net.activation == "tanh"
     assert (c["optimizer"], c["lr"], c["batch_size"], c["iterations"], c["epochs"]) == ("momentum", 0.05, 64, 12, None)
-    assert (c["l2"], c["seed"], c["augment"], c["init"]) == (0.001, 3, False, "xavier")
+    assert (c["l2"], c["seed"], c["augment"], c["init"]) == (0.001, 3, "", "xavier")
     assert c["lr_schedule"] == "cosine"  # not given: kept from the fast preset
     assert meta["preset"] == "fast"
 

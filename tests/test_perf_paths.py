@@ -1,4 +1,4 @@
-"""The fast paths give the same numbers as the plain maths they replace."""
+"""The fast machinery (scratchnet.fast) gives the same numbers as the plain layers it drives."""
 
 import threading
 
@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from scratchnet import layers as L
 from scratchnet import optimizers, training
 from scratchnet.errors import DataError
-from scratchnet.network import Network, PairRunner, Workspace
+from scratchnet.fast import gemm
+from scratchnet.fast import threads as fast_threads
+from scratchnet.fast.pair import PairRunner
+from scratchnet.fast.step import Step
+from scratchnet.network import Network
 from scratchnet.training import TrainConfig, build_network, fit, train
 
 
@@ -21,76 +26,174 @@ def runner():
 
 def _batch(n, n_in=784, k=10, seed=0):
     rng = np.random.default_rng(seed)
-    return rng.random((n, n_in), dtype=np.float32), rng.integers(0, k, n)
+    return rng.random((n, n_in), dtype=np.float32), rng.integers(0, k, n).astype(np.intp)
+
+
+def _conv_net(seed=1, activation="relu"):
+    layers = [L.Conv2D(4, 3), L.activation(activation), L.MaxPool2D(2), L.Conv2D(6, 3),
+              L.activation(activation), L.MaxPool2D(2), L.Flatten(), L.Dense(16), L.activation(activation),
+              L.Dense(10)]
+    return Network(None, activation, layers=layers, seed=seed)
+
+
+def _plain(net, X, y, l2=0.0):
+    loss, grads = net.loss_and_grads(X, y, l2)
+    return loss - net.l2_term(l2), net.grad_flat.copy()
+
+
+def _step_grads(step, X, y, l2=0.0):
+    if len(y) > step.capacity:
+        loss, correct = step.loss_and_grads(X, y, l2)
+    else:
+        loss, correct = step.forward_backward(step.net.as_input(X), y)
+        step.backward_update(l2)
+    return loss, correct, step.grad_flat.copy()
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize("l2", [0.0, 0.01])
 @pytest.mark.parametrize("capacity", [300, 128, 1000])  # exact, chunked (with a short last chunk), roomy
-def test_workspace_matches_forward_and_backward(activation, l2, capacity, runner):
-    net = Network((784, 64, 32, 10), activation=activation, seed=1)
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_step_matches_the_plain_layers(activation, l2, capacity, kind, runner):
+    net = Network((784, 64, 32, 10), activation=activation, seed=1) if kind == "mlp" else _conv_net(1, activation)
     X, y = _batch(300)
-    acts, loss, correct = net.forward_with_loss(X, y)
-    expected = net.backward(acts, y, l2)
+    loss, expected = _plain(net, X, y, l2)
+    correct = int((net.predict(X) == y).sum())
     for r in (None, runner):
-        ws = Workspace(net, capacity, r)
-        got_loss, got_correct = ws.loss_and_grads(X, y, l2)
+        got_loss, got_correct, got = _step_grads(Step(net, capacity, r), net.as_input(X), y, l2)
         assert got_loss == pytest.approx(loss, rel=1e-5)
         assert got_correct == correct
-        for g, e in zip(ws.grads, expected):
-            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
-def test_workspace_grads_are_views_of_one_flat_buffer_laid_out_like_the_params():
-    net = Network((784, 20, 10), seed=0)
-    ws = Workspace(net, 50)
-    flat = net.flat_params()
-    assert ws.grad_flat.shape == flat.shape
-    for p, g in zip(net.params(), ws.grads):
-        assert g.shape == p.shape and np.shares_memory(g, ws.grad_flat)
-        # same offset inside the flat buffer as the parameter it belongs to
-        assert g.ctypes.data - ws.grad_flat.ctypes.data == p.ctypes.data - flat.ctypes.data
-
-
-def test_runner_splits_change_no_number(runner):
-    net = Network((784, 256, 128, 10), seed=2)
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_runner_splits_change_no_number(runner, kind, monkeypatch):
+    monkeypatch.setattr("scratchnet.fast.step.PARALLEL_ROWS_MIN_MACS", 0)
+    monkeypatch.setattr("scratchnet.fast.step.PARALLEL_PARAMS_MIN_MACS", 0)
+    net = Network((784, 256, 128, 10), seed=2) if kind == "mlp" else _conv_net(2)
     X, y = _batch(256, seed=3)
-    plain, paired = Workspace(net, 256), Workspace(net, 256, runner)
-    assert plain.loss_and_grads(X, y) == paired.loss_and_grads(X, y)
-    assert np.array_equal(plain.grad_flat, paired.grad_flat)
+    plain, paired = Step(net, 256), Step(net, 256, runner)
+    a = _step_grads(plain, X, y)
+    b = _step_grads(paired, X, y)
+    assert paired._plan(0) is not None  # the parameters really are cut in two
+    assert a[:2] == b[:2]
+    assert np.array_equal(a[2], b[2])
 
 
-def test_workspace_refuses_bad_labels():
-    net = Network((784, 8, 10), seed=0)
-    X, _ = _batch(4)
-    with pytest.raises(DataError, match="0 to 9"):
-        Workspace(net, 4).loss_and_grads(X, np.array([0, 1, 10, 2]))
+def test_the_cut_between_two_halves_never_splits_a_bias_from_its_update(runner, monkeypatch):
+    """Whatever the cut, each half updates exactly the parameters whose gradients it computed."""
+    monkeypatch.setattr("scratchnet.fast.step.PARALLEL_PARAMS_MIN_MACS", 0)
+    net = Network((784, 64, 10), seed=0)
+    X, y = _batch(64, seed=2)
+    step = Step(net, 64, runner)
+    _step_grads(step, X, y)
+    for cost in (0, 10, 100, 10_000, 10**6):
+        plan = step._plan(cost)
+        if plan is None:
+            continue
+        first, second, cut = plan
+        offsets = net.param_offsets()
+        for layer, lo, hi in first:
+            i = net.param_layers.index(layer)
+            assert offsets[2 * i] + layer.flat_row(hi) * layer.dW.shape[-1] <= cut
+        for layer, lo, hi in second:
+            i = net.param_layers.index(layer)
+            assert offsets[2 * i] + layer.flat_row(lo) * layer.dW.shape[-1] >= cut
 
 
-def test_params_live_in_one_flat_buffer_and_replacements_are_followed():
-    net = Network((784, 16, 10), seed=0)
-    flat = net.flat_params()
-    for p in net.params():
-        assert np.shares_memory(p, flat) and p.dtype == np.float32 and p.flags.c_contiguous
-    flat[:] = 0.5  # the views see writes to the buffer
-    assert (net.weights[0] == 0.5).all() and (net.biases[1] == 0.5).all()
-    net.weights[0] = np.ones((784, 16), np.float64)  # someone swaps an array
-    flat2 = net.flat_params()
-    assert net.weights[0].dtype == np.float32 and np.shares_memory(net.weights[0], flat2)
-    assert (net.weights[0] == 1).all() and (net.biases[1] == 0.5).all()
-    twin = Network.from_arrays(net.weights, net.biases, "relu")
-    assert not np.shares_memory(twin.flat_params(), flat2)
+def test_gemm_slices_give_numpys_products():
+    rng = np.random.default_rng(0)
+    A = rng.random((1000, 784), dtype=np.float32)
+    W = rng.random((784, 10), dtype=np.float32)
+    D = rng.random((1000, 10), dtype=np.float32)
+    assert 0 < gemm.slice_rows(784, 10) < 1000  # the sliced path is really taken
+    out = np.empty((1000, 10), np.float32)
+    np.testing.assert_allclose(gemm.matmul(A, W, out), A @ W, rtol=1e-5)
+    g = np.empty((784, 10), np.float32)
+    np.testing.assert_allclose(gemm.matmul_tn(A, D, g), A.T @ D, rtol=1e-4)
+    s = np.empty(10, np.float32)
+    np.testing.assert_allclose(gemm.column_sums(D, s), D.sum(axis=0), rtol=1e-5)
+    assert gemm.slice_rows(784, 256) == 0 and gemm.slice_rows(25, 16) == 0
 
 
-def test_workspace_follows_params_replaced_after_it_was_made():
-    net = Network((784, 16, 10), seed=0)
-    ws = Workspace(net, 32)
-    X, y = _batch(32)
-    net.weights[0] = net.weights[0] * 2
-    ws.loss_and_grads(X, y)
-    expected = net.backward(net.forward(X), y)
-    for g, e in zip(ws.grads, expected):
-        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
+def test_skinny_first_layer_in_row_slices_matches_plain_maths(runner):
+    """784 -> 10 (the notebook's) is fed to BLAS in small slices of rows; same gradients."""
+    net = Network((784, 10, 10), init="notebook", seed=4)
+    X, y = _batch(500, seed=9)
+    loss, expected = _plain(net, X, y)
+    got_loss, _, got = _step_grads(Step(net, 1024, runner), X, y)
+    assert got_loss == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+@pytest.mark.parametrize("sizes", [(784, 256, 128, 10), (784, 96)])  # deep; first layer = output
+@pytest.mark.parametrize("nonnegative", [False, True])  # blank found by max and min, or by max alone
+def test_blank_columns_are_skipped_with_the_same_gradients(l2, sizes, nonnegative, runner):
+    """Pixels blank in the whole batch are left out of the first layer; nothing else changes."""
+    X, y = _batch(128, seed=11)
+    X[:, np.random.default_rng(0).random(784) < 0.4] = 0  # ~40% of the pixels blank everywhere
+    X[5, 3] = 1e-30  # a tiny value still makes its column count
+    net = Network(sizes, seed=6)
+    first = net.layers[0]
+    first.skip_blank_inputs = False  # the reference: every column
+    _, expected = _plain(net, X, y, l2)
+    first.skip_blank_inputs = True
+    net.release()
+    first.nonnegative = nonnegative
+    for r in (None, runner):
+        _, _, got = _step_grads(Step(net, 128, r), X, y, l2)
+        assert first.cols is not None and len(first.cols) < 600  # really compacted
+        assert np.array_equal(first.cols, np.flatnonzero(X.any(axis=0)))
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+        blank = ~X.any(axis=0)
+        assert not net.grads()[0][blank].any() or l2  # blank pixels: no data gradient
+
+
+def test_a_column_whose_values_cancel_is_not_blank():
+    X, y = _batch(64, seed=13)
+    X[:, 100:] = 0
+    X[:, 0] = 0.5
+    X[32:, 0] = -0.5  # sums to zero, yet every value is non-zero
+    net = Network((784, 64, 10), seed=0)
+    _step_grads(Step(net, 64), X, y)
+    assert np.array_equal(net.layers[0].cols, np.arange(100))
+
+
+@pytest.mark.parametrize("shift, trusted", [(0.0, True), (-0.5, False)])
+def test_train_finds_blank_columns_by_maxima_only_for_data_without_negative_values(shift, trusted, monkeypatch):
+    seen = []
+    real = Step.forward_backward
+
+    def recording(self, X, y):
+        seen.append(self.net.layers[0].nonnegative)
+        return real(self, X, y)
+
+    monkeypatch.setattr(Step, "forward_backward", recording)
+    X, y = _batch(256, seed=14)
+    X += np.float32(shift)
+    config = TrainConfig(hidden=(16,), batch_size=64, epochs=1, augment=False)
+    net = build_network(config)
+    list(train(net, X, y, config))
+    assert seen and set(seen) == {trusted}
+    assert net.layers[0].nonnegative is False  # not left set for whoever predicts next
+
+
+def test_compacted_update_matches_plain_adam(runner):
+    X, y = _batch(128, seed=12)
+    X[:, :300] = 0
+    a, b = Network(seed=1), Network(seed=1)
+    step = Step(a, 128, runner)
+    opt_a = optimizers.make("adam", [a.flat_params()], 1e-3)
+    opt_b = optimizers.make("adam", b.params(), 1e-3)
+    for _ in range(3):
+        step.forward_backward(X, y)
+        opt_a.begin_step()
+        step.backward_update(0.0, opt_a)
+        _, grads = b.loss_and_grads(X, y)
+        opt_b.step([g.copy() for g in grads])
+    for p, q in zip(a.params(), b.params()):
+        np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["gd", "momentum", "adam"])
@@ -176,16 +279,16 @@ def test_a_callers_one_thread_limit_is_respected(monkeypatch):
 
 def test_full_batch_reads_the_training_set_in_place(monkeypatch):
     seen = []
-    real = Workspace.loss_and_grads
+    real = Step.loss_and_grads
 
     def spy(self, Xb, yb, l2=0.0):
         seen.append(Xb)
         return real(self, Xb, yb, l2)
 
-    monkeypatch.setattr(Workspace, "loss_and_grads", spy)
+    monkeypatch.setattr(Step, "loss_and_grads", spy)
     X, y = _batch(5000)
     fit(training.PRESETS["notebook"].replace(iterations=2), X, y)
-    assert len(seen) == 2 and all(s is X for s in seen)
+    assert len(seen) == 2 and all(np.shares_memory(s, X) and s.shape == X.shape for s in seen)
 
 
 def test_full_batch_in_chunks_equals_one_pass(monkeypatch):
@@ -193,6 +296,17 @@ def test_full_batch_in_chunks_equals_one_pass(monkeypatch):
     cfg = training.PRESETS["notebook"].replace(iterations=3)
     a, _ = fit(cfg, X, y)
     monkeypatch.setattr(training, "FULL_BATCH_CHUNK", 128)  # 8 chunks in two lanes
+    b, _ = fit(cfg, X, y)
+    for p, q in zip(a.params(), b.params()):
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_full_batch_conv_net_is_chunked_by_memory(monkeypatch):
+    X, y = _batch(300, seed=8)
+    cfg = TrainConfig(layers="conv4-3,maxpool2,dense16", optimizer="gd", lr=0.1, iterations=2, batch_size=None)
+    a, _ = fit(cfg, X, y)
+    monkeypatch.setattr(training, "FULL_BATCH_BYTES", 1)  # 16-row chunks
+    assert training.chunk_rows(10**6) == 16
     b, _ = fit(cfg, X, y)
     for p, q in zip(a.params(), b.params()):
         np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)
@@ -219,84 +333,6 @@ def test_stopping_early_ends_the_helper_thread():
             assert not t.is_alive()
 
 
-def test_skinny_first_layer_in_row_slices_matches_backward(runner):
-    """784 -> 10 (the notebook's) is fed to BLAS in small slices of rows; same gradients."""
-    net = Network((784, 10, 10), init="notebook", seed=4)
-    ws = Workspace(net, 1024, runner)
-    assert 0 < ws._slice < 500  # the sliced path is really taken below
-    X, y = _batch(500, seed=9)
-    acts, loss, correct = net.forward_with_loss(X, y)
-    expected = net.backward(acts, y)
-    got_loss, got_correct = ws.loss_and_grads(X, y)
-    assert got_loss == pytest.approx(loss, rel=1e-5) and got_correct == correct
-    for g, e in zip(ws.grads, expected):
-        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.parametrize("l2", [0.0, 0.01])
-@pytest.mark.parametrize("sizes", [(784, 256, 128, 10), (784, 96)])  # deep; first layer = output
-@pytest.mark.parametrize("nonnegative", [False, True])  # blank found by max and min, or by max alone
-def test_blank_columns_are_skipped_with_the_same_gradients(l2, sizes, nonnegative, runner):
-    """Pixels blank in the whole batch are left out of the first layer; nothing else changes."""
-    X, y = _batch(128, seed=11)
-    X[:, np.random.default_rng(0).random(784) < 0.4] = 0  # ~40% of the pixels blank everywhere
-    X[5, 3] = 1e-30  # a tiny value still makes its column count
-    net = Network(sizes, seed=6)
-    expected = net.backward(net.forward(X), y, l2)
-    for r in (None, runner):
-        ws = Workspace(net, 128, r)
-        ws.nonnegative = nonnegative
-        ws.loss_and_grads(X, y, l2)
-        assert ws._cols is not None and len(ws._cols) < 600  # really compacted
-        assert np.array_equal(ws._cols, np.flatnonzero(X.any(axis=0)))
-        for g, e in zip(ws.grads, expected):
-            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
-        assert not ws.grads[0][~X.any(axis=0)].any() or l2  # blank pixels: no data gradient
-
-
-def test_a_column_whose_values_cancel_is_not_blank():
-    X, y = _batch(64, seed=13)
-    X[:, 100:] = 0
-    X[:, 0] = 0.5
-    X[32:, 0] = -0.5  # sums to zero, yet every value is non-zero
-    ws = Workspace(Network((784, 16, 10), seed=0), 64)
-    ws.loss_and_grads(X, y)
-    assert np.array_equal(ws._cols, np.arange(100))
-
-
-@pytest.mark.parametrize("shift, trusted", [(0.0, True), (-0.5, False)])
-def test_train_finds_blank_columns_by_maxima_only_for_data_without_negative_values(shift, trusted, monkeypatch):
-    seen = []
-
-    class Recording(Workspace):
-        def forward_backward(self, X, y, **kw):
-            seen.append(self.nonnegative)
-            return super().forward_backward(X, y, **kw)
-
-    monkeypatch.setattr(training, "Workspace", Recording)
-    X, y = _batch(256, seed=14)
-    X += np.float32(shift)
-    config = TrainConfig(hidden=(16,), batch_size=64, epochs=1, augment=False)
-    list(train(build_network(config), X, y, config))
-    assert seen and set(seen) == {trusted}
-
-
-def test_compacted_update_matches_plain_adam(runner):
-    X, y = _batch(128, seed=12)
-    X[:, :300] = 0
-    a, b = Network(seed=1), Network(seed=1)
-    ws = Workspace(a, 128, runner)
-    opt_a = optimizers.make("adam", [a.flat_params()], 1e-3)
-    opt_b = optimizers.make("adam", b.params(), 1e-3)
-    for _ in range(3):
-        ws.forward_backward(X, y)
-        opt_a.begin_step()
-        ws.backward_update(0.0, opt_a)
-        opt_b.step(b.backward(b.forward(X), y))
-    for p, q in zip(a.params(), b.params()):
-        np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
-
-
 class _FakeBlas:
     def __init__(self):
         self.threads = []
@@ -320,17 +356,17 @@ def _drive(choice, cost, steps, start=0):
 
 
 def test_thread_choice_takes_the_faster_way_and_notices_when_that_changes():
-    ws, runner, lib = type("WS", (), {"runner": None})(), object(), _FakeBlas()
-    choice = training.ThreadChoice(ws, runner, [lib], 2)
+    ws, runner, lib = type("Step", (), {"runner": None})(), object(), _FakeBlas()
+    choice = fast_threads.ThreadChoice(ws, runner, [lib], 2)
     quiet = _drive(choice, lambda s: {"blas": 1.0, "pair": 1.25}, 3000)
     assert quiet[:16] == ["pair"] * 16 and quiet[16:32] == ["blas"] * 16  # both tried first
     assert quiet[1000:].count("blas") / 2000 > 0.95  # then mostly the faster one
-    assert choice.wait == training.ThreadChoice.MAX_WAIT  # the loser is tried less and less often
+    assert choice.wait == fast_threads.ThreadChoice.MAX_WAIT  # the loser is tried less and less often
     busy = _drive(choice, lambda s: {"blas": 3.0, "pair": 1.3}, 3000, start=3000)
     switched = busy.index("pair")
     assert switched <= 3 * 2  # blocks this much slower end after two steps; three in a row switch
     assert busy[200:].count("pair") / 2800 > 0.99  # tried again rarely, for two steps
-    assert choice.wait >= training.ThreadChoice.LONG_WAIT
+    assert choice.wait >= fast_threads.ThreadChoice.LONG_WAIT
     spiky = _drive(choice, lambda s: {"blas": 1.0 if s % 160 else 40.0, "pair": 1.25}, 3000, start=6000)
     assert spiky[1000:].count("blas") / 2000 > 0.9  # a lone slow step does not flip the choice
     assert choice.summary()["switches"] >= 2 and 0 < choice.summary()["share_blas"] < 1
@@ -357,13 +393,13 @@ def _drive_spinning(choice, blas_cost, pair_cost, spun_pair_cost, steps=3000):
 
 
 def test_thread_choice_does_not_time_our_pair_while_openblas_threads_still_spin():
-    choice = training.ThreadChoice(type("WS", (), {"runner": None})(), object(), [_FakeBlas()], 2)
+    choice = fast_threads.ThreadChoice(type("Step", (), {"runner": None})(), object(), [_FakeBlas()], 2)
     _drive_spinning(choice, blas_cost=0.003, pair_cost=0.0011, spun_pair_cost=0.004)
     assert choice.cost["pair"] == pytest.approx(0.0011)  # its real cost, not the spun one
     assert choice.summary()["share_blas"] < 0.05
     # a short try of our pair from OpenBLAS's threads pays the spin (what switching costs), so
     # OpenBLAS's threads stay chosen while quiet; yet when a busy core slows them, we switch
-    choice = training.ThreadChoice(type("WS", (), {"runner": None})(), object(), [_FakeBlas()], 2)
+    choice = fast_threads.ThreadChoice(type("Step", (), {"runner": None})(), object(), [_FakeBlas()], 2)
     _drive_spinning(choice, blas_cost=0.001, pair_cost=0.0012, spun_pair_cost=0.004)
     assert choice.summary()["share_blas"] > 0.9
     choice.steps = {"pair": 0, "blas": 0}
@@ -372,14 +408,14 @@ def test_thread_choice_does_not_time_our_pair_while_openblas_threads_still_spin(
 
 
 def test_thread_choice_can_be_pinned_and_refuses_unknown_modes():
-    ws, lib = type("WS", (), {"runner": None})(), _FakeBlas()
-    pinned = training.ThreadChoice(ws, object(), [lib], 2, mode="pair")
+    ws, lib = type("Step", (), {"runner": None})(), _FakeBlas()
+    pinned = fast_threads.ThreadChoice(ws, object(), [lib], 2, mode="pair")
     assert set(_drive(pinned, lambda s: {"blas": 1.0, "pair": 5.0}, 200)) == {"pair"}
     with pytest.raises(training.ConfigError, match="SCRATCHNET_THREADS"):
-        training.ThreadChoice(ws, object(), [lib], 2, mode="fastest")
+        fast_threads.ThreadChoice(ws, object(), [lib], 2, mode="fastest")
 
 
-two_cores = pytest.mark.skipif(training._cores_allowed(training._blas_controller()) < 2,
+two_cores = pytest.mark.skipif(fast_threads.cores_allowed(fast_threads.blas_controller()) < 2,
                                reason="the choice of threads needs two cores")
 
 

@@ -86,8 +86,9 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, sizes, activ
     assert all(p.dtype == np.float32 for p in loaded.params())
     assert _same_net(net, loaded)
     np.testing.assert_array_equal(loaded.predict_proba(_X()), net.predict_proba(_X()))
-    assert meta["format"] == "scratchnet-model" and meta["version"] == 1
+    assert meta["format"] == "scratchnet-model" and meta["version"] == 2
     assert meta["sizes"] == list(sizes) and meta["activation"] == activation
+    assert meta["layers"] == net.layer_specs() and meta["input_shape"] == [784]
     assert meta["metrics"] == {"val_accuracy": 0.9}
     assert meta["preprocessing"] == "mnist-28x28-float01"
     datetime.fromisoformat(meta["created"])
@@ -739,3 +740,82 @@ def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_failure(tmp_pat
             raise RuntimeError("interrupted")
     assert target.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+# --------------------------------------------------------------------------- format 2: layers
+
+
+def _conv_net(seed=0):
+    from scratchnet import layers as L
+
+    layers = [L.Conv2D(3, 5), L.ReLU(), L.MaxPool2D(2), L.Flatten(), L.Dense(8), L.ReLU(), L.Dense(10)]
+    return Network(None, layers=layers, seed=seed)
+
+
+def test_conv_model_round_trips_with_its_layer_list(tmp_path):
+    net = _conv_net(1)
+    path = save_model(tmp_path / "conv.npz", net, {"metrics": {}})
+    loaded, meta = load_model(path)
+    assert meta["version"] == 2 and meta["input_shape"] == [28, 28, 1] and "sizes" not in meta
+    assert meta["architecture"] == "conv3-5,maxpool2,dense8"
+    assert [l["type"] for l in meta["layers"]] == ["conv2d", "relu", "maxpool2d", "flatten", "dense", "relu", "dense"]
+    assert loaded.describe() == net.describe()
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.params(), net.params()))
+    np.testing.assert_array_equal(loaded.predict_proba(_X()), net.predict_proba(_X()))
+    with np.load(path, allow_pickle=False) as npz:
+        assert npz["W0"].shape == (5, 5, 1, 3) and npz["W1"].shape == (3 * 14 * 14, 8)
+
+
+def test_format_1_files_still_load(tmp_path):
+    """A model written before layers existed: sizes + activation, W0/b0/W1/b1."""
+    net = _net(4)
+    arrays = _good_arrays(4)
+    meta = _meta(config={"hidden": [16], "epochs": 1}, metrics={"val_accuracy": 0.5})
+    (tmp_path / "old.npz").write_bytes(_npz_bytes(arrays, meta))
+    loaded, got = load_model(tmp_path / "old.npz")
+    assert got["version"] == 1 and loaded.sizes == SIZES and loaded.is_mlp
+    np.testing.assert_array_equal(loaded.predict_proba(_X()), net.predict_proba(_X()))
+    from scratchnet.training import TrainConfig
+
+    assert TrainConfig.from_dict(got["config"]).layers == "dense16"
+
+
+def _v2(net, **changes):
+    meta = store.complete_metadata(net, {})
+    meta.update(changes)
+    arrays = {f"{k}{i}": a for i, (W, b) in enumerate(zip(net.weights, net.biases)) for k, a in (("W", W), ("b", b))}
+    return arrays, meta
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"layers": [{"type": "conv2d", "filters": 3, "kernel": 5}, {"type": "lstm"}]}, "Unknown layer type"),
+    ({"layers": []}, "non-empty list"),
+    ({"layers": "conv"}, "non-empty list"),
+    ({"input_shape": [32, 32, 3]}, "input_shape"),
+    ({"layers": [{"type": "conv2d", "filters": 3, "kernel": 4}]}, "odd"),
+    ({"layers": [{"type": "relu"}, {"type": "dense", "units": 10}]}, "do not fit together"),
+    ({"layers": [{"type": "conv2d", "filters": 3, "kernel": 5}, {"type": "dense", "units": 10}]}, "do not fit together"),
+    ({"layers": [{"type": "conv2d", "filters": 1024, "kernel": 27}] * 3 + [{"type": "flatten"},
+                 {"type": "dense", "units": 10}]}, "parameters|far too large"),
+    ({"layers": [{"type": "conv2d", "filters": 3, "kernel": 5}, {"type": "flatten"},
+                 {"type": "dense", "units": 7}]}, "10 units"),
+    ({"layers": [{"type": "conv2d", "filters": True, "kernel": 5}]}, "whole number"),
+])
+def test_format_2_layer_lists_are_validated(tmp_path, change, fragment):
+    arrays, meta = _v2(_conv_net(), **change)
+    (tmp_path / "m.npz").write_bytes(_npz_bytes(arrays, meta))
+    with pytest.raises(ModelFileError, match=fragment):
+        load_model(tmp_path / "m.npz")
+
+
+def test_format_2_arrays_must_fit_the_layers(tmp_path):
+    arrays, meta = _v2(_conv_net())
+    arrays["W0"] = np.zeros((3, 3, 1, 3), np.float32)  # a 3x3 kernel where the layer says 5x5
+    (tmp_path / "a.npz").write_bytes(_npz_bytes(arrays, meta))
+    with pytest.raises(ModelFileError, match=r"W0 has shape \(3, 3, 1, 3\).*\(5, 5, 1, 3\)"):
+        load_model(tmp_path / "a.npz")
+    arrays, meta = _v2(_conv_net())
+    del arrays["b1"]
+    (tmp_path / "b.npz").write_bytes(_npz_bytes(arrays, meta))
+    with pytest.raises(ModelFileError, match="missing b1"):
+        load_model(tmp_path / "b.npz")

@@ -101,15 +101,15 @@ def test_progress_records_are_consistent(sample):
 def test_full_batch_does_not_copy_the_data(sample, monkeypatch):
     X, y, _, _ = sample
     seen = []
-    real = Network.forward_with_loss
+    real = Network.forward_backward
 
-    def spy(self, Xb, yb):
+    def spy(self, Xb, yb, rows=slice(None), scale=None):
         seen.append(Xb)
-        return real(self, Xb, yb)
+        return real(self, Xb, yb, rows, scale)
 
-    monkeypatch.setattr(Network, "forward_with_loss", spy)
+    monkeypatch.setattr(Network, "forward_backward", spy)
     fit(PRESETS["notebook"].replace(iterations=2), X, y)
-    assert all(s is X for s in seen)
+    assert seen and all(np.shares_memory(s, X) for s in seen)  # chunks of X itself
 
 
 def test_l2_shrinks_weights(sample):
@@ -138,7 +138,12 @@ def test_cosine_schedule_trains(sample):
         (dict(iterations=5, epochs=5), "either"),
         (dict(batch_size=0), "batch size"),
         (dict(batch_size=10_000), "larger than the training set"),
-        (dict(hidden=(0,)), "Hidden"),
+        (dict(hidden=(0,)), "dense layer has 1 to 4096 units"),
+        (dict(layers="conv16-4"), "kernel size must be odd"),
+        (dict(layers="dense8,conv4-3"), "comes after a dense layer"),
+        (dict(layers="conv256-9,conv256-9,dense10"), "parameters|working memory"),
+        (dict(layers="conv64-5,dense64", batch_size=4000), "working memory"),
+        (dict(augment="wobble"), "augmentation"),
         (dict(optimizer="rmsprop"), "optimizer"),
         (dict(activation="elu"), "activation"),
         (dict(l2=-1.0), "L2"),
@@ -215,3 +220,107 @@ def test_seconds_count_training_not_the_time_the_caller_holds_a_record(sample):
         records.append(p)
         time.sleep(0.3)  # a slow consumer, e.g. a page drawing charts
     assert records[-1].seconds < 0.3 + records[0].seconds
+
+
+def test_notebook_preset_trains_exactly_the_notebooks_maths(sample):
+    """Dense(10), ReLU, Dense(10) with full-batch GD against the notebook's column-layout code.
+
+    The notebook's own bias gradient is ``1/m * np.sum(dZ)``, one number for every unit (a known
+    slip); here, as in our network, each bias gets the sum of its own row of dZ.
+    """
+    X, y, _, _ = sample
+    X, y = X[:600], y[:600]
+    cfg = PRESETS["notebook"].replace(iterations=15)
+    net = build_network(cfg)
+    W1, b1, W2, b2 = (p.astype(np.float64).T.copy() if p.ndim == 2 else p.astype(np.float64)[:, None]
+                      for p in net.params())
+    list(train(net, X, y, cfg))
+    Xc, m = X.T.astype(np.float64), len(y)
+    one_hot = np.zeros((10, m))
+    one_hot[y, np.arange(m)] = 1
+    for _ in range(15):
+        Z1 = W1.dot(Xc) + b1
+        A1 = np.maximum(Z1, 0)
+        Z2 = W2.dot(A1) + b2
+        A2 = np.exp(Z2 - Z2.max(axis=0)) / np.exp(Z2 - Z2.max(axis=0)).sum(axis=0)
+        dZ2 = A2 - one_hot
+        dW2, db2 = 1 / m * dZ2.dot(A1.T), 1 / m * dZ2.sum(axis=1, keepdims=True)
+        dZ1 = W2.T.dot(dZ2) * (Z1 > 0)
+        dW1, db1 = 1 / m * dZ1.dot(Xc.T), 1 / m * dZ1.sum(axis=1, keepdims=True)
+        W1, b1, W2, b2 = W1 - 0.1 * dW1, b1 - 0.1 * db1, W2 - 0.1 * dW2, b2 - 0.1 * db2
+    for ours, theirs in zip(net.params(), (W1.T, b1[:, 0], W2.T, b2[:, 0])):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=2e-5)
+
+
+def test_a_small_conv_net_learns_on_the_sample(sample):
+    X, y, Xv, yv = sample
+    cfg = TrainConfig(layers="conv8-5,maxpool2,conv8-3,maxpool2,dense32", epochs=1, batch_size=64, seed=1)
+    net, hist = fit(cfg, X, y, Xv, yv)
+    assert net.architecture == "conv8-5,maxpool2,conv8-3,maxpool2,dense32"
+    assert hist[-1].status == "finished" and hist[-1].val_accuracy > 0.65  # chance: 0.1
+
+
+def test_conv_training_is_reproducible_and_every_batch_size_works(sample):
+    X, y, _, _ = sample
+    cfg = TrainConfig(layers="conv4-3,maxpool2,dense16", iterations=6, batch_size=50, seed=2, augment=True)
+    a, _ = fit(cfg, X[:300], y[:300])
+    b, _ = fit(cfg, X[:300], y[:300])
+    assert all(np.array_equal(p, q) for p, q in zip(a.params(), b.params()))
+    full, hist = fit(cfg.replace(batch_size=None, optimizer="gd", lr=0.1), X[:300], y[:300])
+    assert hist[-1].status == "finished" and all(np.isfinite(p).all() for p in full.params())
+
+
+def test_layers_and_hidden_describe_the_same_architecture():
+    assert TrainConfig(hidden=(256, 128)).layers == "dense256,dense128"
+    assert TrainConfig(layers="256, 128").hidden == (256, 128)
+    conv = TrainConfig(layers="Conv16-5, maxpool2,DENSE64")
+    assert conv.layers == "conv16-5,maxpool2,dense64" and conv.hidden is None
+    assert conv.replace(hidden=(32,)).layers == "dense32"
+    assert PRESETS["fast"].replace(layers="conv4-3,dense8").hidden is None
+    old = TrainConfig.from_dict({"hidden": [64], "epochs": 2, "augment": True})  # an older record
+    assert old.layers == "dense64" and old.augment == "affine"
+    assert TrainConfig.from_dict(conv.to_dict()) == conv
+
+
+def test_run_returns_the_net_and_one_metadata_document(sample):
+    from scratchnet.datasets import Dataset
+    from scratchnet.training import run
+
+    X, y, Xv, yv = sample
+    ds = Dataset("sample", X[:1000], y[:1000], Xv, yv, Xv[:200], yv[:200], "a test set", ["a note"])
+    seen = []
+    result = run(TrainConfig(hidden=(16,), iterations=30, batch_size=50, eval_every=10), ds,
+                 on_progress=seen.append, preset="custom", source="test", extra={"extra": 1})
+    meta = result.metadata
+    assert [p.step for p in seen] == [10, 20, 30] and result.last is seen[-1] and result.learned
+    assert meta["status"] == meta["metrics"]["status"] == "finished"
+    assert meta["metrics"]["steps"] == 30 and meta["metrics"]["val_accuracy"] == seen[-1].val_accuracy
+    assert meta["metrics"]["test_accuracy"] == pytest.approx(result.net.accuracy(Xv[:200], yv[:200]))
+    assert [h["step"] for h in meta["history"]] == [10, 20, 30]
+    assert meta["dataset"]["n_test"] == 200 and meta["notes"] == ["a note"]
+    assert (meta["preset"], meta["source"], meta["extra"], meta["architecture"]) == ("custom", "test", 1, "dense16")
+    assert TrainConfig.from_dict(meta["config"]).iterations == 30
+
+
+def test_run_keeps_at_most_max_history_records(sample, monkeypatch):
+    from scratchnet import training
+    from scratchnet.datasets import Dataset
+
+    monkeypatch.setattr(training, "MAX_HISTORY", 8)
+    X, y, Xv, yv = sample
+    ds = Dataset("sample", X[:500], y[:500], Xv[:100], yv[:100], None, None, "", [])
+    result = training.run(TrainConfig(hidden=(8,), iterations=100, batch_size=20, eval_every=1), ds)
+    steps = [h["step"] for h in result.metadata["history"]]
+    assert len(steps) <= 9 and steps[-1] == 100 and steps == sorted(steps)
+    assert result.metadata["metrics"]["test_accuracy"] is None
+
+
+def test_a_diverged_run_with_nothing_accepted_has_learned_nothing(sample):
+    from scratchnet.datasets import Dataset
+    from scratchnet.training import run
+
+    X, y, Xv, yv = sample
+    ds = Dataset("sample", X, y, Xv, yv, None, None, "", [])
+    result = run(PRESETS["notebook"].replace(lr=500.0, iterations=20), ds)
+    assert result.status == "diverged" and not result.learned
+    assert all(np.isfinite(p).all() for p in result.net.params())

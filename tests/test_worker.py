@@ -94,7 +94,9 @@ def test_job_trains_saves_activates_with_metadata(tmp_path, sample):
     net, meta = store.load(name)
     assert meta["config"]["hidden"] == [16] and meta["config"]["eval_every"] == job.config.eval_every
     assert TrainConfig.from_dict(meta["config"]).iterations == 60
-    assert meta["dataset"] == {"name": "sample", "n_train": 4000, "n_val": 1000, "n_test": 0}
+    assert {k: meta["dataset"][k] for k in ("name", "n_train", "n_val", "n_test")} == {
+        "name": "sample", "n_train": 4000, "n_val": 1000, "n_test": 0}
+    assert meta["source"] == "train-page" and meta["architecture"] == "dense16" and meta["layers"]
     assert meta["metrics"]["steps"] == 60 and meta["metrics"]["val_accuracy"] == snap.val_accuracy
     assert meta["metrics"]["test_accuracy"] is None  # the sample has no test set
     hist = meta["history"]
@@ -255,7 +257,7 @@ def test_failure_in_the_thread_is_reported(sample, monkeypatch):
         raise RuntimeError("disk on fire")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(worker, "train", boom)
+    monkeypatch.setattr("scratchnet.training.train", boom)
     snap = job.run()
     assert snap.status == "failed" and "disk on fire" in snap.error and job.done.is_set()
 

@@ -28,11 +28,12 @@ import types
 from dataclasses import dataclass, field
 
 from scratchnet.errors import ScratchnetError
-from scratchnet.training import Progress, TrainConfig, build_network, train
+from scratchnet.training import MAX_HISTORY, PointBuffer, Progress, TrainConfig, build_network
+from scratchnet.training import run as run_training
 
 log = logging.getLogger(__name__)
 
-MAX_POINTS = 500  # chart points (and stored history records) per run
+MAX_POINTS = MAX_HISTORY  # chart points (and stored history records) per run
 DEFAULT_IDLE_TIMEOUT = 60.0  # seconds without a poll before a job counts as abandoned
 RECORD_INTERVAL = 0.25  # aim for a Progress record about this often (seconds)
 VAL_OVERHEAD = 0.03  # keep validation passes below ~3% of the training compute
@@ -77,49 +78,23 @@ def blas_threads() -> int:
     return _env_int("SCRATCHNET_BLAS_THREADS", 1)
 
 
-def choose_eval_every(config: TrainConfig, n_train: int, n_val: int, n_params: int,
+def choose_eval_every(config: TrainConfig, n_train: int, n_val: int, macs_per_row: int,
                       flops_per_second: float = ASSUMED_FLOPS) -> int:
     """Steps between Progress records: a few per second, validation a small share of the work.
 
-    A step costs about ``6 * batch * n_params`` flops (forward + backward), a validation pass
-    ``2 * n_val * n_params``. Short runs still get ``MIN_RECORDS`` records.
+    A step costs about ``6 * batch * macs_per_row`` flops (forward + backward; for a dense
+    network the multiply-adds per row are its weights), a validation pass
+    ``2 * n_val * macs_per_row``. Short runs still get ``MIN_RECORDS`` records.
     """
     if config.eval_every is not None:
         return int(config.eval_every)
     batch = config.effective_batch_size(n_train)
-    step_flops = 6.0 * batch * n_params
+    step_flops = 6.0 * batch * macs_per_row
     for_time = RECORD_INTERVAL * flops_per_second / step_flops
-    for_overhead = (2.0 * n_val * n_params) / (VAL_OVERHEAD * step_flops) if n_val else 1
+    for_overhead = (2.0 * n_val * macs_per_row) / (VAL_OVERHEAD * step_flops) if n_val else 1
     every = max(1, math.ceil(max(for_time, for_overhead)))
     total = config.total_steps(n_train)
     return max(1, min(every, total // MIN_RECORDS))
-
-
-class PointBuffer:
-    """At most ``limit`` evenly spaced items from an unbounded stream, O(1) per item.
-
-    Keeps every ``stride``-th item; when full, drops every other kept item and doubles the
-    stride. The result always spans the whole run with uniform spacing.
-    """
-
-    def __init__(self, limit: int = MAX_POINTS):
-        if limit < 2:
-            raise ValueError("PointBuffer needs room for at least 2 points")
-        self.limit = limit
-        self.stride = 1
-        self._seen = 0
-        self.items: list = []
-
-    def add(self, item) -> None:
-        if self._seen % self.stride == 0:
-            self.items.append(item)
-            if len(self.items) > self.limit:
-                del self.items[1::2]
-                self.stride *= 2
-        self._seen += 1
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 # One chart point: the numbers of a Progress record, as a plain tuple (cheap to copy).
@@ -223,12 +198,12 @@ class TrainingJob:
     def __init__(self, config: TrainConfig, dataset, *, store=None, name: str | None = None,
                  preset: str | None = None, save: bool = True, activate: bool = True,
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, threads: int | None = None,
-                 clock=time.monotonic):
+                 clock=time.monotonic, source: str = "train-page", extra: dict | None = None):
         n_train = len(dataset.X_train)
         config.validate(n_train=n_train)  # ConfigError now, on the page, not later in a thread
         self.net = build_network(config, n_inputs=dataset.X_train.shape[1])
         n_val = 0 if dataset.X_val is None else len(dataset.X_val)
-        every = choose_eval_every(config, n_train, n_val, self.net.n_params)
+        every = choose_eval_every(config, n_train, n_val, self.net.macs_per_row())
         self.config = config.replace(eval_every=every)
         self.dataset = dataset
         self.store = store
@@ -239,6 +214,9 @@ class TrainingJob:
         self.idle_timeout = idle_timeout
         self.threads = threads
         self.clock = clock
+        self.source = source
+        self.extra = dict(extra or {})
+        self._metadata: dict | None = None  # the training run's metadata document, once it ended
         self.id = f"job-{next(_ids)}-{int(time.time() * 1000) % 100000:05d}"
         self.last_poll = clock()
         self.stop_signal = _StopSignal(self)
@@ -343,17 +321,10 @@ class TrainingJob:
     def run(self) -> Snapshot:
         """Train to the end in this thread, then save the model; returns the final snapshot."""
         self._set(status="running", queue_position=0)
-        ds = self.dataset
-        last = None
         try:
             with _blas_limit(self.threads or blas_threads()):
-                for p in train(self.net, ds.X_train, ds.y_train, self.config, ds.X_val, ds.y_val,
-                               stop=self.stop_signal):
-                    self._record(p)
-                    last = p
-                test_acc = None
-                if last is not None and last.status != "diverged" and ds.X_test is not None and len(ds.X_test):
-                    test_acc = self.net.accuracy(ds.X_test, ds.y_test)
+                result = run_training(self.config, self.dataset, stop=self.stop_signal, on_progress=self._record,
+                                      preset=self.preset, source=self.source, net=self.net, extra=self.extra)
         except Exception as err:  # a bug or a user error inside the thread: show it, never die silently
             if not isinstance(err, ScratchnetError):
                 log.exception("training job %s failed", self.id)
@@ -361,7 +332,9 @@ class TrainingJob:
                       else f"{type(err).__name__}: {err}")
             self.done.set()
             return self.snapshot()
-
+        last = result.last
+        self._metadata = result.metadata
+        test_acc = result.metadata["metrics"]["test_accuracy"]
         status = last.status if last is not None else "stopped"
         message = last.message if last is not None else ""
         if status == "stopped" and self.stop_signal.abandoned:
@@ -387,36 +360,12 @@ class TrainingJob:
 
     # ------------------------------------------------------------------ saving
     def metadata(self, status: str | None = None) -> dict:
-        """Model metadata as ARCHITECTURE.md describes it (store.save adds format/sizes/created)."""
-        ds = self.dataset
-        last = self._last
-        with self._lock:
-            history = [dict(zip(POINT_FIELDS, pt)) for pt in self._buffer.items]
-        if last is not None and (not history or history[-1]["step"] != last.step):
-            history.append(dict(zip(POINT_FIELDS, _point(last))))
-        result = self._result or {}
-        meta = {
-            "config": self.config.to_dict(),
-            "dataset": {
-                "name": getattr(ds, "name", "unknown"),
-                "n_train": len(ds.X_train),
-                "n_val": 0 if ds.X_val is None else len(ds.X_val),
-                "n_test": 0 if ds.X_test is None else len(ds.X_test),
-            },
-            "metrics": {
-                "val_accuracy": result.get("val_accuracy"),
-                "test_accuracy": result.get("test_accuracy"),
-                "train_accuracy": last.train_accuracy if last else None,
-                "loss": last.loss if last else None,
-                "train_seconds": last.seconds if last else 0.0,
-                "steps": last.step if last else 0,
-                "epochs": last.epoch if last else 0.0,
-            },
-            "history": history,
-            "status": status or self._status,
-        }
-        if self.preset:
-            meta["preset"] = self.preset
+        """The run's metadata document (scratchnet.training.run), with this job's final status."""
+        if self._metadata is None:
+            raise ScratchnetError("The training has not ended yet, so there is no model to describe.")
+        meta = dict(self._metadata)
+        meta["status"] = status or self._status
+        meta["metrics"] = dict(meta["metrics"], status=meta["status"])
         return meta
 
     def _better_than_active(self, last: Progress) -> tuple[bool, str]:
