@@ -6,9 +6,10 @@ A SPEC is the hidden part of a network, comma-separated:
     maxpool<K>    the largest value of each KxK block
     dense<N>      a fully connected layer of N units
 
-The activation follows every conv and dense layer; a flatten is implied between the last
-conv/pool and the first dense layer, and the final dense layer with one unit per class (softmax)
-is implied too. ``256,128`` (the ``--hidden`` shorthand) means ``dense256,dense128``.
+The activation follows every conv and dense layer (after the pooling, when a pool follows a
+conv: ReLU, sigmoid and tanh all rise, so they commute with max and the result is the same); a
+flatten is implied between the last conv/pool and the first dense layer, and the final dense
+layer with one unit per class (softmax) is implied too. ``256,128`` (the ``--hidden`` shorthand) means ``dense256,dense128``.
 """
 
 from __future__ import annotations
@@ -127,12 +128,19 @@ def build(spec, activation: str = "relu", n_classes: int = 10) -> tuple[list[L.L
     layers: list[L.Layer] = []
     images = not tokens[0].startswith("dense")
     flat = not images
-    for tok in tokens:
+    for i, tok in enumerate(tokens):
         if tok.startswith("conv"):
             c, k = (int(v) for v in tok[4:].split("-"))
-            layers += [L.Conv2D(c, k), L.activation(activation)]
+            layers.append(L.Conv2D(c, k))
+            if not (i + 1 < len(tokens) and tokens[i + 1].startswith("maxpool")):
+                layers.append(L.activation(activation))
         elif tok.startswith("maxpool"):
             layers.append(L.MaxPool2D(int(tok[7:])))
+            if i and tokens[i - 1].startswith("conv"):
+                # conv, pool, then the activation: max and a rising activation commute
+                # (relu(max(z)) = max(relu(z))), so this is the same network, and the
+                # activation touches a quarter of the numbers
+                layers.append(L.activation(activation))
         else:
             if not flat:
                 layers.append(L.Flatten())

@@ -440,18 +440,36 @@ class FeatureMaps:
         return len(self.maps)
 
 
+def activation_of(net: Network, i: int) -> L.Activation | None:
+    """The activation that belongs to layer ``i`` (a conv's may come after its pooling)."""
+    for layer in net.layers[i + 1 :]:
+        if isinstance(layer, L.Activation):
+            return layer
+        if layer.has_params or isinstance(layer, L.Flatten):
+            return None
+    return None
+
+
 def feature_maps(net: Network, x) -> list[FeatureMaps]:
-    """Every convolution's output (after its activation) and every pooling's, for one digit."""
+    """What every convolution and every pooling made of one digit, a picture per channel.
+
+    A convolution's maps are shown after its activation; when the activation comes after the
+    pooling (the same numbers: they commute), it is applied here to show the convolution's.
+    """
     outs = net.outputs(_one_row(x))
     found = []
     for i, layer in enumerate(net.layers):
-        if isinstance(layer, L.MaxPool2D):
+        if isinstance(layer, L.Conv2D):
+            act = activation_of(net, i)
+            maps = act(outs[i][0]) if act is not None else outs[i][0]
+            name = f"{layer.token()} + {act.kind}" if act is not None else layer.token()
+        elif isinstance(layer, L.MaxPool2D):
+            nxt = net.layers[i + 1] if i + 1 < len(net.layers) else None
+            maps = outs[i + 1][0] if isinstance(nxt, L.Activation) else outs[i][0]
             name = layer.token()
-        elif isinstance(layer, L.Activation) and i and isinstance(net.layers[i - 1], L.Conv2D):
-            name = f"{net.layers[i - 1].token()} + {layer.kind}"
         else:
             continue
-        found.append(FeatureMaps(i, name, np.ascontiguousarray(outs[i][0].transpose(2, 0, 1))))
+        found.append(FeatureMaps(i, name, np.ascontiguousarray(maps.transpose(2, 0, 1))))
     return found
 
 
@@ -507,8 +525,8 @@ def conv_example(net: Network, x, filter: int | None = None, pos: tuple[int, int
     kernel = np.asarray(conv.W[:, :, 0, filter], np.float32)
     bias = float(conv.b[filter])
     z = float(z_map[i, j, filter])
-    act = net.layers[1] if len(net.layers) > 1 and isinstance(net.layers[1], L.Activation) else None
-    a = float(outs[1][0][i, j, filter]) if act is not None else z
+    act = activation_of(net, 0)
+    a = float(act(np.array([[z]], np.float32))[0, 0]) if act is not None else z
     return ConvExample(filter, (int(i), int(j)), window, kernel, bias, z, a, act.kind if act else "none",
                        (H * W, K * K * conv.in_shape[2]), (K * K * conv.in_shape[2], O), int(i) * W + int(j))
 

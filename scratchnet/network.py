@@ -153,9 +153,9 @@ class Network:
         owned = False  # is the current tensor a buffer of some layer (not the caller's input)?
         for i, layer in enumerate(layers):
             if isinstance(layer, L.Activation) and not owned:
-                raise ConfigError("An activation must follow a dense or convolution layer.")
+                raise ConfigError("An activation must follow a dense, convolution or pooling layer.")
             shape = layer.build(shape, rng, init)
-            owned = isinstance(layer, (L.Dense, L.Conv2D)) or (owned and isinstance(layer, L.Flatten))
+            owned = isinstance(layer, (L.Dense, L.Conv2D, L.MaxPool2D)) or (owned and isinstance(layer, L.Flatten))
         first = next(i for i, l in enumerate(layers) if l.has_params)
         for i, layer in enumerate(layers):
             layer.active = i >= first

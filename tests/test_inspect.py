@@ -390,15 +390,20 @@ def conv_net(seed=0):
     return Network(None, layers=layers, seed=seed)
 
 
-def test_feature_maps_are_the_conv_and_pool_outputs_per_channel():
-    net = conv_net()
+@pytest.mark.parametrize("built", ["by hand", "from a spec"])
+def test_feature_maps_are_the_conv_and_pool_outputs_per_channel(built):
+    from scratchnet.training import TrainConfig, build_network
+
+    net = conv_net() if built == "by hand" else build_network(TrainConfig(layers="conv4-5,maxpool2,conv6-3,maxpool2,dense12"))
     x = np.random.default_rng(0).random(784, dtype=np.float32)
     maps = ins.feature_maps(net, x)
     assert [m.name for m in maps] == ["conv4-5 + relu", "maxpool2", "conv6-3 + relu", "maxpool2"]
     assert [m.maps.shape for m in maps] == [(4, 28, 28), (4, 14, 14), (6, 14, 14), (6, 7, 7)]
     outs = net.outputs(x)
-    np.testing.assert_array_equal(maps[1].maps, outs[2][0].transpose(2, 0, 1))
-    assert (maps[0].maps >= 0).all()  # after the ReLU
+    conv1 = np.maximum(outs[0][0], 0).transpose(2, 0, 1)
+    np.testing.assert_allclose(maps[0].maps, conv1, rtol=1e-6)  # after the ReLU
+    pooled = conv1.reshape(4, 14, 2, 14, 2).max(axis=(2, 4))
+    np.testing.assert_allclose(maps[1].maps, pooled, rtol=1e-6)
 
 
 def test_conv_example_is_the_sum_and_the_im2col_product():
