@@ -461,3 +461,31 @@ def test_switching_between_an_mlp_and_a_conv_model(trained_model_store, _conv_mo
     at.selectbox(key="inspect_model").set_value("test-model").run()
     assert not at.exception and not at.error
     assert "Feature maps" not in texts(at) and any("A^{[0]} W^{[1]}" in lt.value for lt in at.latex)
+
+
+@pytest.mark.parametrize("spec, activation", [
+    ("conv3-3", "relu"),  # no pooling, no dense hidden layer: the logit is a sum over features
+    ("conv2-3,conv3-3,maxpool2", "tanh"),  # signed feature maps, two convolutions in a row
+    ("maxpool2,dense8", "sigmoid"),  # no convolution at all, yet not a perceptron
+])
+def test_unusual_conv_shapes_render_without_errors(env_dirs, spec, activation):
+    from scratchnet.store import ModelStore
+    from scratchnet.training import TrainConfig, build_network
+
+    config = TrainConfig(layers=spec, activation=activation, iterations=1, seed=3)
+    net = build_network(config)
+    store = ModelStore(env_dirs.models_dir)
+    store.save(net, {"config": config.to_dict(), "dataset": {"name": "sample"}}, name="odd-conv")
+    store.set_active("odd-conv")
+    at = open_page()
+    assert not at.exception and not at.error
+    assert net.describe() in texts(at)
+    if net.layers[0].kind == "conv2d":
+        at.radio(key="inspect_weights_show").set_value("change").run()
+        assert not at.exception and not at.error
+        assert "cols has shape (784, 9): one row per output pixel" in texts(at)
+    else:  # nothing to draw, nothing to follow pixel by pixel: said, not crashed
+        infos = "\n".join(i.value for i in at.info)
+        assert "cannot be drawn" in infos and "first layer is not a convolution" in infos
+        activity = next(df.value for df in at.dataframe if "kind" in df.value.columns)
+        assert activity["name"].tolist() == ["dense8"]  # the unit activity is still shown
