@@ -204,6 +204,18 @@ def hidden_layers(net: Network) -> list[int]:
     return [i for i, layer in enumerate(net.layers) if isinstance(layer, L.Activation)]
 
 
+def hidden_names(net: Network) -> list[str]:
+    """A name per hidden layer (as :func:`hidden_layers`): the layer its activation belongs to.
+
+    ``["conv16-5", "conv32-5", "dense128"]``; an MLP's are ``["dense256", "dense128"]``.
+    """
+    names = []
+    for i in hidden_layers(net):
+        owner = next((net.layers[j] for j in range(i - 1, -1, -1) if net.layers[j].has_params), None)
+        names.append(owner.token() if owner is not None else net.layers[i].kind)
+    return names
+
+
 def _sweep(net: Network, X):
     """One chunked forward pass over X: softmax outputs plus per-unit statistics per layer."""
     X = np.asarray(X)
@@ -434,6 +446,7 @@ class FeatureMaps:
     index: int  # position in net.layers
     name: str  # "conv16-5 + relu", "maxpool2"
     maps: np.ndarray  # (channels, H, W) float32
+    hidden: int | None = None  # which entry of Analysis.activity describes these channels
 
     @property
     def channels(self) -> int:
@@ -448,6 +461,20 @@ def activation_of(net: Network, i: int) -> L.Activation | None:
         if layer.has_params or isinstance(layer, L.Flatten):
             return None
     return None
+
+
+def _hidden_of(net: Network, i: int) -> int | None:
+    """The hidden layer (index into :func:`hidden_layers`) whose channels layer ``i`` carries.
+
+    A pooling layer keeps the channels of the convolution before it, so both map to the
+    activation of that convolution, wherever it sits (before or after the pooling).
+    """
+    conv = next((j for j in range(i, -1, -1) if isinstance(net.layers[j], L.Conv2D)), None)
+    act = activation_of(net, conv) if conv is not None else None
+    if act is None:
+        return None
+    index = next(k for k, layer in enumerate(net.layers) if layer is act)
+    return hidden_layers(net).index(index)
 
 
 def feature_maps(net: Network, x) -> list[FeatureMaps]:
@@ -469,8 +496,41 @@ def feature_maps(net: Network, x) -> list[FeatureMaps]:
             name = layer.token()
         else:
             continue
-        found.append(FeatureMaps(i, name, np.ascontiguousarray(maps.transpose(2, 0, 1))))
+        found.append(FeatureMaps(i, name, np.ascontiguousarray(maps.transpose(2, 0, 1)), _hidden_of(net, i)))
     return found
+
+
+DEAD_MAP_FRAME = (228, 26, 28)  # feature maps are black where nothing fires: dead ones get red
+
+
+def feature_map_picture(maps, dead=None, *, size: int = 84, cols: int | None = None) -> WeightPicture:
+    """One layer's feature maps ``(channels, H, W)`` side by side, each about ``size`` pixels wide.
+
+    Every map is enlarged by the same whole factor (28x28 maps 3x, 14x14 6x, 7x7 12x), so maps of
+    different layers come out about the same size on screen. The channels share one scale, so a
+    weak channel looks weak: outputs that are never negative (after ReLU, or pooled) are drawn
+    like the digit, black = 0 and white = the layer's largest value; signed ones blue-white-red.
+    Channels listed in ``dead`` (never firing on the whole data set) get a red frame.
+    """
+    maps = np.asarray(maps, np.float32)
+    if maps.ndim != 3:
+        raise DataError(f"Feature maps have shape (channels, height, width), got {maps.shape}.")
+    n, h, _ = maps.shape
+    scale = max(1, int(round(size / max(h, 1))))
+    finite = maps[np.isfinite(maps)]
+    vmax = float(np.abs(finite).max()) if finite.size else 0.0
+    if finite.size and finite.min() < 0:
+        rgb = diverging_rgb(maps, vmax or 1.0)
+    else:
+        rgb = ink_rgb(maps / (vmax or 1.0))
+    dead = np.zeros(n, bool) if dead is None else np.asarray(dead, bool)
+    if dead.shape != (n,):
+        raise DataError(f"The dead-channel mask has {dead.size} entries for {n} channels.")
+    colors = np.where(dead[:, None], np.asarray(DEAD_MAP_FRAME, np.uint8), np.asarray((255, 255, 255), np.uint8))
+    framed_rgb = framed(upscale_stack(rgb, scale), 2, colors)
+    rows, cols = grid_shape(n, cols or min(n, 8))
+    image = tile(framed_rgb, cols=cols, pad=4, fill=np.uint8(255))
+    return WeightPicture(image.astype(np.uint8), vmax, rows, cols, scale, dead)
 
 
 @dataclass
@@ -497,6 +557,25 @@ class ConvExample:
     @property
     def products(self) -> np.ndarray:
         return self.window * self.kernel
+
+    @property
+    def kernel_size(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def cols_row(self) -> np.ndarray:
+        """Row ``row`` of ``cols``: the window read row by row (offsets (di, dj) in that order)."""
+        return self.window.ravel()
+
+    @property
+    def kernel_column(self) -> np.ndarray:
+        """Column ``filter`` of the kernel matrix ``W.reshape(K*K, filters)``: the same order."""
+        return self.kernel.ravel()
+
+    def top_terms(self, k: int = 3) -> np.ndarray:
+        """Flat indices (into :attr:`cols_row`) of the ``k`` products largest in size."""
+        p = self.products.ravel()
+        return np.argsort(-np.abs(p), kind="stable")[:k]
 
 
 def conv_example(net: Network, x, filter: int | None = None, pos: tuple[int, int] | None = None) -> ConvExample:
@@ -529,6 +608,48 @@ def conv_example(net: Network, x, filter: int | None = None, pos: tuple[int, int
     a = float(act(np.array([[z]], np.float32))[0, 0]) if act is not None else z
     return ConvExample(filter, (int(i), int(j)), window, kernel, bias, z, a, act.kind if act else "none",
                        (H * W, K * K * conv.in_shape[2]), (K * K * conv.in_shape[2], O), int(i) * W + int(j))
+
+
+def im2col(image, kernel: int) -> np.ndarray:
+    """Every ``kernel`` x ``kernel`` window of one one-channel image as a row: ``(H*W, K*K)``.
+
+    Row ``i * W + j`` is the window centred on pixel ``(i, j)`` ("same" padding: zeros past the
+    edge), read row by row. ``im2col(x, K) @ W.reshape(K*K, O) + b`` is the whole first
+    convolution in one matrix product; :class:`~scratchnet.layers.Conv2D` builds the same matrix.
+    """
+    img = np.asarray(image, np.float32)
+    img = img.reshape(IMAGE_SHAPE) if img.size == IMAGE_SHAPE[0] * IMAGE_SHAPE[1] else img
+    if img.ndim != 2:
+        raise DataError(f"im2col reads one image (height, width), got shape {img.shape}.")
+    K = int(kernel)
+    if K < 1 or K % 2 == 0:
+        raise DataError(f"A kernel size must be odd, got {K}.")
+    H, W = img.shape
+    pad = np.pad(img, K // 2)
+    windows = np.lib.stride_tricks.sliding_window_view(pad, (K, K))  # (H, W, K, K), no copy
+    return windows.reshape(H * W, K * K).copy()
+
+
+def window_picture(x, pos: tuple[int, int], kernel: int, scale: int = 5,
+                   color=(228, 26, 28)) -> np.ndarray:
+    """The digit (white ink on black, RGB) with a frame round the ``kernel``-wide window at ``pos``.
+
+    The frame is drawn just outside the window's pixels (clipped at the image edge, where the
+    window reaches into the zero padding), ``scale`` screen pixels per image pixel.
+    """
+    img = upscale(ink_rgb(np.asarray(x, np.float32).reshape(IMAGE_SHAPE)), scale).copy()
+    H, W = IMAGE_SHAPE
+    p = int(kernel) // 2
+    i, j = pos
+    top, bottom = max(i - p, 0) * scale, min(i + p + 1, H) * scale  # rows [top, bottom)
+    left, right = max(j - p, 0) * scale, min(j + p + 1, W) * scale
+    t = max(2, scale // 2)  # line thickness
+    c = np.asarray(color, np.uint8)
+    img[max(top - t, 0) : top + (t if top == 0 else 0), left:right] = c
+    img[bottom - (t if bottom == H * scale else 0) : bottom + t, left:right] = c
+    img[max(top - t, 0) : bottom + t, max(left - t, 0) : left + (t if left == 0 else 0)] = c
+    img[max(top - t, 0) : bottom + t, right - (t if right == W * scale else 0) : right + t] = c
+    return img
 
 
 def upscale_stack(images, factor: int) -> np.ndarray:
@@ -625,6 +746,8 @@ class Contributions:
     values: np.ndarray  # (units of the last hidden layer,)
     bias: float
     logit: float
+    inputs: np.ndarray | None = None  # the a_j themselves
+    unit: str = "unit"  # what the a_j are: "unit", "feature" (a flattened map) or "pixel"
 
     def top(self, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Indices of the ``k`` strongest supporters and the ``k`` strongest opponents."""
@@ -649,7 +772,9 @@ def contributions(net: Network, x, cls: int | None = None) -> Contributions:
         cls = int(z.argmax())
     W, b = net.weights[-1], net.biases[-1]
     values = (a_prev * W[:, cls]).astype(np.float32)
-    return Contributions(int(cls), values, float(b[cls]), float(z[cls]))
+    before = net.layers[-2] if len(net.layers) > 1 else None
+    unit = "pixel" if before is None else "feature" if isinstance(before, L.Flatten) else "unit"
+    return Contributions(int(cls), values, float(b[cls]), float(z[cls]), a_prev.astype(np.float32), unit)
 
 
 def input_saliency(net: Network, x, cls: int | None = None) -> np.ndarray:
@@ -726,6 +851,116 @@ def walkthrough(net: Network, x, label: int, lr: float = 0.1) -> Walkthrough:
     return Walkthrough(
         x=row[0], label=label, layers=layers, probs=probs, loss=loss, dz_out=dz, grads=grads,
         lr=float(lr), loss_after=stepped.loss(row, y),
+    )
+
+
+@dataclass
+class HiddenOutput:
+    """One hidden layer's output for one input (aligned with ``Analysis.activity``)."""
+
+    layer: int  # 1-based, as UnitActivity.layer
+    index: int  # the activation's position in net.layers
+    name: str  # "dense128", "conv16-5"
+    activation: str
+    kind: str  # "dense" or "conv"
+    a: np.ndarray  # (units,) for a dense layer, (channels, H, W) for a convolution
+
+
+def hidden_outputs(net: Network, x) -> list[HiddenOutput]:
+    """Every hidden layer's output (after its activation) for one input, any architecture."""
+    outs = net.outputs(_one_row(x))
+    found = []
+    for k, (i, name) in enumerate(zip(hidden_layers(net), hidden_names(net))):
+        a = outs[i][0]
+        conv = a.ndim == 3
+        a = np.ascontiguousarray(a.transpose(2, 0, 1)) if conv else a.copy()
+        found.append(HiddenOutput(k + 1, i, name, net.layers[i].kind, "conv" if conv else "dense", a))
+    return found
+
+
+@dataclass
+class LayerStep:
+    """What one layer did to one input: shapes, parameters and the numbers it produced."""
+
+    index: int  # position in net.layers
+    name: str  # "conv16-5", "maxpool2", "relu", "flatten", "dense10"
+    kind: str  # the layer's kind: "conv2d", "maxpool2d", "relu", "flatten", "dense", ...
+    in_shape: tuple[int, ...]  # per image (no batch axis)
+    out_shape: tuple[int, ...]
+    n_params: int
+    out: np.ndarray  # the output for this input, out_shape
+
+    @property
+    def positive(self) -> int:
+        return int((self.out > 0).sum())
+
+
+def forward_steps(net: Network, x) -> list[LayerStep]:
+    """One input through every layer, in order: what each layer made of it, with its shape."""
+    outs = net.outputs(_one_row(x))
+    steps = []
+    for i, layer in enumerate(net.layers):
+        n_params = sum(int(np.prod(s)) for s in layer.param_shapes())
+        steps.append(LayerStep(i, layer.token() or layer.kind, layer.kind, tuple(layer.in_shape),
+                               tuple(layer.out_shape), n_params, outs[i][0].copy()))
+    return steps
+
+
+@dataclass
+class LayerWalkthrough:
+    """Forward, loss, backward and one update for one digit, described layer by layer.
+
+    :class:`Walkthrough` does this in the notebook's terms for multilayer perceptrons; this works
+    for every network (a convolutional one included).
+    """
+
+    x: np.ndarray  # (784,)
+    label: int
+    steps: list[LayerStep]
+    logits: np.ndarray  # (k,)
+    probs: np.ndarray  # (k,)
+    loss: float
+    dz_out: np.ndarray  # (k,) P - Y
+    grads: list[np.ndarray]  # [dW1, db1, dW2, db2, ...] for this digit
+    grad_layers: list[str]  # the layer each pair of gradients belongs to: ["conv4-5", "dense16", ...]
+    lr: float
+    loss_after: float
+
+    @property
+    def prediction(self) -> int:
+        return int(self.probs.argmax())
+
+    def grad_norms(self) -> list[tuple[str, str, tuple[int, ...], float]]:
+        """(name, layer, shape, norm) per parameter: dW1, db1, ... in layer order."""
+        out = []
+        for i, g in enumerate(self.grads):
+            name = f"{'dW' if i % 2 == 0 else 'db'}{i // 2 + 1}"
+            out.append((name, self.grad_layers[i // 2], tuple(g.shape), float(np.linalg.norm(g))))
+        return out
+
+
+def layer_walkthrough(net: Network, x, label: int, lr: float = 0.1) -> LayerWalkthrough:
+    """Follow one digit with true ``label`` through every layer, the loss, backward and one step."""
+    k = net.n_classes
+    if not 0 <= int(label) < k:
+        raise DataError(f"The label must be a digit from 0 to {k - 1}, got {label}.")
+    label = int(label)
+    row = _one_row(x)
+    steps = forward_steps(net, row)
+    logits = steps[-1].out
+    probs = L.softmax(logits[None, :].copy())[0]
+    y = np.array([label])
+    _, grads = net.loss_and_grads(row, y)
+    grads = [g.copy() for g in grads]
+    dz = probs.copy()
+    dz[label] -= 1
+    stepped = net.copy()
+    for p, g in zip(stepped.params(), grads):
+        p -= np.float32(lr) * g
+    return LayerWalkthrough(
+        x=row[0], label=label, steps=steps, logits=logits, probs=probs, loss=net.loss(row, y),
+        dz_out=dz, grads=grads, grad_layers=[l.token() for l in net.param_layers], lr=float(lr),
+        loss_after=stepped.loss(row, y),
     )
 
 

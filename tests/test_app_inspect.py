@@ -272,3 +272,220 @@ def test_follows_a_drawing_labelled_on_the_draw_page(trained_model_store, sample
     w = ins.walkthrough(net, x, int(sample.y_val[6]), lr=meta["config"]["lr"])
     t = texts(at)
     assert "labelled drawing #0" in t and f"**L = {w.loss:.4g}**" in t
+
+
+# --------------------------------------------------------------------------- a convolutional model
+
+CONV_SPEC = "conv4-5,maxpool2,dense16"
+
+
+@pytest.fixture(scope="module")
+def _conv_model_dir(tmp_path_factory):
+    """A small conv net trained on the bundled sample (about a second), saved in a store once."""
+    from scratchnet.store import ModelStore
+    from scratchnet.training import TrainConfig, run
+
+    result = run(TrainConfig(layers=CONV_SPEC, iterations=30, batch_size=64, seed=0), load_sample())
+    directory = tmp_path_factory.mktemp("conv-model")
+    store = ModelStore(directory)
+    store.save(result.net, result.metadata, name="conv-model")
+    store.set_active("conv-model")
+    return directory
+
+
+@pytest.fixture
+def conv_store(env_dirs, _conv_model_dir):
+    """This test's models dir holding the conv model, active (and nothing else)."""
+    import shutil
+
+    from scratchnet.store import ModelStore
+
+    shutil.copytree(_conv_model_dir, env_dirs.models_dir, dirs_exist_ok=True)
+    return ModelStore(env_dirs.models_dir)
+
+
+def tab(at: AppTest, word: str):
+    return next(t for t in at.tabs if word in t.label)
+
+
+def tab_texts(block) -> str:
+    parts = [m.value for m in block.markdown] + [c.value for c in block.caption]
+    return "\n".join(parts + [lt.value for lt in block.latex])
+
+
+def image_captions(block) -> list[str]:
+    return [c for im in block.get("image") for c in im.captions]
+
+
+def test_conv_model_header_evaluation_and_training_tab(conv_store, sample):
+    at = open_page()
+    assert not at.exception and not at.error
+    net, meta = conv_store.load("conv-model")
+    assert not net.is_mlp
+    assert f"Model **conv-model**: {net.describe()}" in texts(at)
+    ev = ins.evaluate(net, sample.X_val, sample.y_val, "validation")
+    assert metric(at, "Accuracy") == f"{ev.accuracy:.2%}"
+    training = tab(at, "Training")
+    assert f"`{CONV_SPEC}`" in tab_texts(training) and meta["architecture"] == CONV_SPEC
+    cfg = next(df.value for df in training.dataframe if "setting" in df.value.columns)
+    cfg = dict(zip(cfg["setting"], cfg["value"]))
+    assert cfg["layers"] == CONV_SPEC and cfg["batch_size"] == "64"
+
+
+def test_conv_weights_tab_draws_the_filters_and_channel_activity(conv_store, sample):
+    at = open_page()
+    net, meta = conv_store.load("conv-model")
+    weights = tab(at, "Weights")
+    assert image_captions(weights) == ["The 4 filters of conv4-5, row by row"]
+    a = ins.analyse(net, sample.X_val, sample.y_val)
+    t = tab_texts(weights)
+    assert f"4 filters: its 5×5 weights" in t
+    assert f"full colour = {a.weights.vmax:.3g} or more" in t
+    assert f"layer 1 (conv4-5): {a.activity[0].n_dead} of 4" in t
+    assert f"layer 2 (dense16): {a.activity[1].n_dead} of 16" in t
+    table = next(df.value for df in weights.dataframe if "kind" in df.value.columns)
+    assert table["kind"].tolist() == ["convolution: channels", "dense: units"]
+    assert table["units"].tolist() == [4, 16]
+    assert table["dead"].tolist() == [x.n_dead for x in a.activity]
+    # what training changed, drawn as filters too
+    at.radio(key="inspect_weights_show").set_value("change").run()
+    assert not at.exception and not at.error
+    start = ins.initial_network(net, meta)
+    change = ins.filter_picture(net.weights[0] - start.weights[0])
+    assert "5×5 weight changes" in texts(at) and f"{change.vmax:.3g} or more" in texts(at)
+
+
+def test_conv_activations_tab_shows_feature_maps_of_the_chosen_digit(conv_store, sample):
+    at = open_page()
+    at.number_input(key="inspect_index").set_value(7).run()
+    assert not at.exception and not at.error
+    net, _ = conv_store.load("conv-model")
+    x = sample.X_val[7]
+    acts = tab(at, "Activations")
+    captions = image_captions(acts)
+    maps = ins.feature_maps(net, x)
+    for fm in maps:
+        white = ins.feature_map_picture(fm.maps).vmax
+        assert f"{fm.name}: 4 channels of {fm.maps.shape[1]}×{fm.maps.shape[2]} (white = {white:.3g})" in captions
+    assert [m.name for m in maps] == ["conv4-5 + relu", "maxpool2"]
+    t = tab_texts(acts)
+    assert "Feature maps" in t and "validation digit #7" in " ".join(captions)
+    dense = ins.hidden_outputs(net, x)[1]
+    assert f"Layer 2, dense16 (relu, 16 units): {int((dense.a > 0).sum())} active" in t
+    c = ins.contributions(net, x)
+    assert f"plus the bias {c.bias:+.3f} that is the logit {c.logit:+.3f}" in t
+    why = next(df.value for df in acts.dataframe if "a × w" in df.value.columns)
+    np.testing.assert_allclose(why["a × w"], c.values[np.concatenate(c.top(5))], rtol=1e-6)
+
+
+def test_conv_how_it_works_writes_the_convolution_as_sum_and_matrix_product(conv_store, sample):
+    at = open_page()
+    net, meta = conv_store.load("conv-model")
+    x, label = sample.X_val[0], int(sample.y_val[0])
+    how = tab(at, "How it works")
+    latex = "\n".join(lt.value for lt in how.latex)
+    md = tab_texts(how)
+    ex = ins.conv_example(net, x)  # by default: the strongest response
+    i, j = ex.pos
+    assert f"**Filter {ex.filter} at output pixel ({i}, {j})**" in md
+    assert r"z_{i,j,f} = b_f + \sum_{d_i=0}^{4}" in latex
+    assert f"z_{{{i},{j},{ex.filter}}} = {ex.bias:.4f} + {float(ex.products.sum()):.4f} = {ex.z:.4f}" in latex
+    assert f"= {ex.a:.4f}" in latex
+    # the window, the kernel and the products, as tables with the model's numbers
+    frames = [df.value for df in how.dataframe]
+    np.testing.assert_allclose(frames[0].to_numpy(), np.round(ex.window, 3), atol=1e-6)
+    np.testing.assert_allclose(frames[1].to_numpy(), np.round(ex.kernel, 3), atol=1e-6)
+    np.testing.assert_allclose(frames[2].to_numpy(), np.round(ex.products, 3), atol=1e-6)
+    # im2col: the shapes, row r of cols times column f of the kernel matrix
+    assert "cols has shape (784, 25): one row per output pixel" in md
+    assert "has shape (25, 4): one column per filter" in md
+    assert "Row r of cols times column f of W, plus b_f, is z" in md
+    assert r"(784 \times 25)\,(25 \times 4)" in latex
+    dot = float(ex.cols_row @ ex.kernel_column)
+    assert f"r = i \\cdot 28 + j = {i} \\cdot 28 + {j} = {ex.row}" in latex
+    assert f"= {dot:.4f} + {ex.bias:.4f} = {ex.z:.4f}" in latex
+    line = next(f for f in frames if f"cols[{ex.row}, k]" in f.index)
+    np.testing.assert_allclose(line.loc[f"cols[{ex.row}, k]"], np.round(ins.im2col(x, 5)[ex.row], 3), atol=1e-6)
+    np.testing.assert_allclose(line.loc[f"W[k, {ex.filter}]"], np.round(net.layers[0].W[:, :, 0, ex.filter].ravel(), 3), atol=1e-6)
+    # forward through the layers with shapes, then loss, backward and the update
+    steps = next(f for f in frames if "output shape" in f.columns)
+    assert steps["layer"].tolist() == ["conv4-5", "maxpool2", "relu", "flatten", "dense16", "relu", "dense10"]
+    assert steps["output shape"].tolist() == ["28×28×4", "14×14×4", "14×14×4", "784", "16", "16", "10"]
+    w = ins.layer_walkthrough(net, x, label, lr=meta["config"]["lr"])
+    assert f"**L = {w.loss:.4g}**" in md and f"from **{w.loss:.4g}** to **{w.loss_after:.4g}**" in md
+    grads = next(f for f in frames if "gradient" in f.columns)
+    assert grads["layer"].tolist() == ["conv4-5", "conv4-5", "dense16", "dense16", "dense10", "dense10"]
+    np.testing.assert_allclose(grads["norm"], [n for *_, n in w.grad_norms()], rtol=1e-5)
+
+
+def test_conv_how_it_works_follows_a_chosen_filter_and_pixel(conv_store, sample):
+    at = open_page()
+    net, _ = conv_store.load("conv-model")
+    x = sample.X_val[0]
+    at.selectbox(key="inspect_conv_filter").set_value(2).run()
+    ex = ins.conv_example(net, x, filter=2)  # filter 2 where it responds most
+    assert f"**Filter 2 at output pixel ({ex.pos[0]}, {ex.pos[1]})**, where filter 2 responds most" in texts(at)
+    at.number_input(key="inspect_conv_row").set_value(0)
+    at.number_input(key="inspect_conv_col").set_value(0).run()
+    assert not at.exception and not at.error
+    ex = ins.conv_example(net, x, filter=2, pos=(0, 0))
+    latex = "\n".join(lt.value for lt in at.latex)
+    assert f"z_{{0,0,2}} = {ex.bias:.4f} + {float(ex.products.sum()):.4f} = {ex.z:.4f}" in latex
+    assert "r = i \\cdot 28 + j = 0 \\cdot 28 + 0 = 0" in latex
+    window = next(df.value for df in tab(at, "How it works").dataframe)
+    assert (window.to_numpy()[:2] == 0).all() and (window.to_numpy()[:, :2] == 0).all()  # the padding
+
+
+def test_conv_model_follows_the_last_drawing(conv_store, sample):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    drawing = sample.X_val[3].reshape(28, 28)
+    at.session_state["last_drawing"] = drawing
+    at.run()
+    at.radio(key="inspect_source").set_value("drawing").run()
+    assert not at.exception and not at.error
+    net, _ = conv_store.load("conv-model")
+    assert "your last drawing" in " ".join(image_captions(tab(at, "Activations")))
+    ex = ins.conv_example(net, drawing)
+    assert f"= {ex.z:.4f}" in "\n".join(lt.value for lt in at.latex)
+
+
+def test_switching_between_an_mlp_and_a_conv_model(trained_model_store, _conv_model_dir):
+    import shutil
+
+    shutil.copy(_conv_model_dir / "conv-model.npz", trained_model_store.directory / "conv-model.npz")
+    at = open_page()
+    assert at.selectbox(key="inspect_model").value == "test-model"
+    at.selectbox(key="inspect_model").set_value("conv-model").run()
+    assert not at.exception and not at.error
+    assert "Feature maps" in texts(at)
+    at.selectbox(key="inspect_model").set_value("test-model").run()
+    assert not at.exception and not at.error
+    assert "Feature maps" not in texts(at) and any("A^{[0]} W^{[1]}" in lt.value for lt in at.latex)
+
+
+@pytest.mark.parametrize("spec, activation", [
+    ("conv3-3", "relu"),  # no pooling, no dense hidden layer: the logit is a sum over features
+    ("conv2-3,conv3-3,maxpool2", "tanh"),  # signed feature maps, two convolutions in a row
+    ("maxpool2,dense8", "sigmoid"),  # no convolution at all, yet not a perceptron
+])
+def test_unusual_conv_shapes_render_without_errors(env_dirs, spec, activation):
+    from scratchnet.store import ModelStore
+    from scratchnet.training import TrainConfig, build_network
+
+    config = TrainConfig(layers=spec, activation=activation, iterations=1, seed=3)
+    net = build_network(config)
+    store = ModelStore(env_dirs.models_dir)
+    store.save(net, {"config": config.to_dict(), "dataset": {"name": "sample"}}, name="odd-conv")
+    store.set_active("odd-conv")
+    at = open_page()
+    assert not at.exception and not at.error
+    assert net.describe() in texts(at)
+    if net.layers[0].kind == "conv2d":
+        at.radio(key="inspect_weights_show").set_value("change").run()
+        assert not at.exception and not at.error
+        assert "cols has shape (784, 9): one row per output pixel" in texts(at)
+    else:  # nothing to draw, nothing to follow pixel by pixel: said, not crashed
+        infos = "\n".join(i.value for i in at.info)
+        assert "cannot be drawn" in infos and "first layer is not a convolution" in infos
+        activity = next(df.value for df in at.dataframe if "kind" in df.value.columns)
+        assert activity["name"].tolist() == ["dense8"]  # the unit activity is still shown

@@ -471,3 +471,101 @@ def test_initial_network_of_a_conv_model_is_rebuilt_from_its_config():
     assert start is not None and all(np.array_equal(a, b) for a, b in zip(start.params(), net.params()))
     other = build_network(config.replace(layers="conv8-5,maxpool2,dense12"))
     assert ins.initial_network(other, {"config": config.to_dict()}) is None
+
+
+def test_feature_maps_know_their_hidden_layer_and_draw_on_one_scale():
+    from scratchnet.training import TrainConfig, build_network
+
+    for net in (conv_net(), build_network(TrainConfig(layers="conv4-5,maxpool2,conv6-3,maxpool2,dense12"))):
+        maps = ins.feature_maps(net, np.random.default_rng(0).random(784, dtype=np.float32))
+        # conv1 and its pooling are hidden layer 0's channels, conv2 and its pooling hidden layer 1's
+        assert [m.hidden for m in maps] == [0, 0, 1, 1]
+        assert ins.hidden_names(net) == ["conv4-5", "conv6-3", "dense12"]
+    m = np.zeros((3, 14, 14), np.float32)
+    m[0, 2, 3] = 2.0
+    m[1, 5, 5] = 1.0  # half of the layer's largest value: half as bright
+    pic = ins.feature_map_picture(m, dead=[False, False, True], size=84)
+    assert pic.scale == 6 and pic.vmax == 2.0 and (pic.rows, pic.cols) == (1, 3)
+    tile_w = 14 * 6 + 2 * 2  # enlarged map plus its frame
+    assert pic.image.shape == (tile_w, 3 * tile_w + 2 * 4, 3)
+    y0, x0 = 2 + 2 * 6, 2 + 3 * 6  # inside channel 0's brightest pixel
+    assert tuple(pic.image[y0, x0]) == (255, 255, 255)
+    y1, x1 = 2 + 5 * 6, tile_w + 4 + 2 + 5 * 6
+    assert tuple(pic.image[y1, x1]) == (128, 128, 128)
+    assert tuple(pic.image[0, 2 * (tile_w + 4)]) == ins.DEAD_MAP_FRAME  # the dead channel's frame
+    assert tuple(pic.image[0, 0]) == (255, 255, 255)
+    assert ins.feature_map_picture(np.zeros((2, 28, 28))).scale == 3  # all zero: no division by 0
+    signed = ins.feature_map_picture(np.array([[[-1.0, 1.0]]]), size=10)
+    assert tuple(signed.image[2, 2]) == tuple(ins.NEGATIVE.astype(np.uint8))
+    with pytest.raises(DataError):
+        ins.feature_map_picture(np.zeros((28, 28)))
+
+
+def test_im2col_rows_are_the_windows_and_give_the_first_convolution():
+    net = conv_net(2)
+    x = np.random.default_rng(2).random(784, dtype=np.float32)
+    conv = net.layers[0]
+    cols = ins.im2col(x, 5)
+    assert cols.shape == (784, 25)
+    Z = cols @ conv.W.reshape(25, 4) + conv.b  # the whole convolution as one product
+    np.testing.assert_allclose(Z.reshape(28, 28, 4), net.outputs(x)[0][0], rtol=1e-4, atol=1e-5)
+    ex = ins.conv_example(net, x, filter=1, pos=(3, 26))
+    np.testing.assert_array_equal(ex.cols_row, cols[ex.row])
+    np.testing.assert_array_equal(ex.kernel_column, conv.W.reshape(25, 4)[:, 1])
+    assert float(ex.cols_row @ ex.kernel_column) + ex.bias == pytest.approx(ex.z, rel=1e-4, abs=1e-5)
+    assert ex.kernel_size == 5
+    top = ex.top_terms(3)
+    assert np.abs(ex.products.ravel()[top]).min() >= np.abs(np.delete(ex.products.ravel(), top)).max()
+    with pytest.raises(DataError):
+        ins.im2col(x, 4)
+
+
+def test_window_picture_frames_the_window():
+    x = np.zeros(784, np.float32)
+    img = ins.window_picture(x, (10, 12), 5, scale=3)
+    assert img.shape == (84, 84, 3)
+    red = (img == np.array([228, 26, 28], np.uint8)).all(axis=-1)
+    rows, cols = np.flatnonzero(red.any(axis=1)), np.flatnonzero(red.any(axis=0))
+    # the window is pixels 8..12 x 10..14, i.e. screen rows 24..38 and columns 30..44: framed outside
+    assert (rows.min(), rows.max()) == (22, 40) and (cols.min(), cols.max()) == (28, 46)
+    assert not red[24:39, 30:45].any()  # the window's own pixels are left alone
+    corner = ins.window_picture(x, (0, 0), 5, scale=3)  # clipped at the edge, still framed
+    red = (corner == np.array([228, 26, 28], np.uint8)).all(axis=-1)
+    assert red[0, :9].all() and red[:9, 0].all() and red[9:11, :9].all() and not red[2:9, 2:9].any()
+
+
+def test_hidden_outputs_and_contributions_of_a_conv_net():
+    net = conv_net(4)
+    x = np.random.default_rng(4).random(784, dtype=np.float32)
+    hidden = ins.hidden_outputs(net, x)
+    assert [(h.layer, h.name, h.kind, h.a.shape) for h in hidden] == [
+        (1, "conv4-5", "conv", (4, 28, 28)), (2, "conv6-3", "conv", (6, 14, 14)), (3, "dense12", "dense", (12,))]
+    outs = net.outputs(x)
+    np.testing.assert_array_equal(hidden[2].a, outs[8][0])
+    c = ins.contributions(net, x)
+    np.testing.assert_array_equal(c.inputs, hidden[2].a)
+    assert c.unit == "unit"
+    mlp = ins.hidden_outputs(tiny_net(), np.array([1, 2, 0, 0], np.float32))
+    assert [(h.name, h.kind) for h in mlp] == [("dense3", "dense")]
+    np.testing.assert_allclose(mlp[0].a, [1, 2, 0])
+    assert ins.contributions(Network((784, 10)), np.zeros(784)).unit == "pixel"
+
+
+def test_layer_walkthrough_follows_any_network_and_matches_the_mlp_one():
+    net = conv_net(5)
+    x = np.random.default_rng(5).random(784, dtype=np.float32)
+    w = ins.layer_walkthrough(net, x, 3, lr=0.05)
+    assert [s.name for s in w.steps] == ["conv4-5", "relu", "maxpool2", "conv6-3", "relu", "maxpool2",
+                                         "flatten", "dense12", "relu", "dense10"]
+    assert w.steps[2].out_shape == (14, 14, 4) and w.steps[0].n_params == 5 * 5 * 4 + 4
+    np.testing.assert_allclose(w.probs, net.predict_proba(x)[0], rtol=1e-5)
+    assert w.loss == pytest.approx(-np.log(w.probs[3]), rel=1e-4)
+    assert [(n, l) for n, l, _, _ in w.grad_norms()][:3] == [("dW1", "conv4-5"), ("db1", "conv4-5"), ("dW2", "conv6-3")]
+    assert w.loss_after < w.loss
+    mlp = tiny_net()
+    xm = np.array([0.5, 1.0, 0.2, 0.0], np.float32)
+    a, b = ins.walkthrough(mlp, xm, 1), ins.layer_walkthrough(mlp, xm, 1)
+    assert a.loss == pytest.approx(b.loss) and a.loss_after == pytest.approx(b.loss_after)
+    np.testing.assert_allclose([n for *_, n in a.grad_norms()], [n for *_, n in b.grad_norms()], rtol=1e-6)
+    with pytest.raises(DataError):
+        ins.layer_walkthrough(net, x, 10)

@@ -203,10 +203,8 @@ def render() -> None:
 
 
 def _render_model(name: str, net: Network, meta: dict, model_key: tuple) -> None:
-    metrics = meta.get("metrics") or {}
-    shape = " → ".join(map(str, net.sizes))
     st.caption(
-        f"Model **{name}**: {shape} ({net.activation}, {net.n_params:,} parameters), trained on "
+        f"Model **{name}**: {net.describe()} ({net.activation}, {net.n_params:,} parameters), trained on "
         f"{(meta.get('dataset') or {}).get('name', 'unknown data')}."
     )
 
@@ -237,7 +235,7 @@ def _render_model(name: str, net: Network, meta: dict, model_key: tuple) -> None
     with tabs[4]:
         _how_it_works_tab(net, meta, x, label, source)
     with tabs[5]:
-        _training_tab(meta)
+        _training_tab(net, meta)
     st.sidebar.caption(f"Evaluation computed in {a.seconds:.2f} s (cached for this model).")
 
 
@@ -470,7 +468,8 @@ def _change_png(model_key: tuple, _net: Network, _meta: dict, _dead) -> tuple[by
     start = _initial(model_key, _net, _meta)
     if start is None:
         return None
-    pic = ins.weight_picture(_net.weights[0] - start.weights[0], _dead)
+    change = _net.weights[0] - start.weights[0]
+    pic = ins.filter_picture(change, _dead) if change.ndim == 4 else ins.weight_picture(change, _dead)
     return _png(pic.image), pic.vmax
 
 
@@ -479,6 +478,7 @@ def _weights_tab(net: Network, meta: dict, model_key: tuple, a: ins.Analysis,
     pic = a.weights
     if pic is None:
         st.info("The first layer is not fed by 28x28 pixels, so its weights cannot be drawn.")
+        _activity(net, a)
         return
     n = len(pic.dead)
     hidden = len(net.weights) > 1
@@ -502,58 +502,88 @@ def _weights_tab(net: Network, meta: dict, model_key: tuple, a: ins.Analysis,
                        "weights cannot be rebuilt; showing W.")
         else:
             png, vmax = changed
-    st.markdown(
-        f"Each tile is one {layer_word}'s **784 incoming "
-        f"{'weights' if show == 'weights' else 'weight changes'}** laid out on the 28x28 grid. "
-        "**Red** pixels push the unit's input *z* up when they have ink, **blue** ones push it "
-        f"down, white ones do not matter. All {n} tiles share one scale "
-        f"(full colour = {vmax:.3g} or more), so tiles can be compared."
-    )
+    what = "weights" if show == "weights" else "weight changes"
+    if a.filters:
+        K = net.weights[0].shape[0]
+        st.markdown(
+            f"Each tile is one of the first convolution's **{n} filters: its {K}×{K} {what}**. "
+            f"The filter slides over the image; at every pixel its output is the sum of the "
+            f"{K * K} pixels around it, each times the weight in the same place. **Red** weights "
+            "push the output up where they meet ink, **blue** ones push it down, white ones do not "
+            f"matter. All {n} tiles share one scale (full colour = {vmax:.3g} or more), so tiles "
+            "can be compared. *How it works* follows one filter at one pixel with its numbers."
+        )
+    else:
+        st.markdown(
+            f"Each tile is one {layer_word}'s **784 incoming {what}** laid out on the 28x28 grid. "
+            "**Red** pixels push the unit's input *z* up when they have ink, **blue** ones push it "
+            f"down, white ones do not matter. All {n} tiles share one scale "
+            f"(full colour = {vmax:.3g} or more), so tiles can be compared."
+        )
     if show == "weights" and (meta.get("config") or {}).get("init") == "notebook":
         st.caption("This model started from the notebook's uniform random weights in [−0.5, 0.5), "
                    "which training changes only a little: the tiles look like noise. Choose "
                    "*what training changed* to see what it learned.")
+    unit = "filter" if a.filters else "unit"
     if hidden:
-        counts = ", ".join(f"layer {x.layer}: {x.n_dead} of {len(x.dead)}" for x in a.activity)
+        names = ins.hidden_names(net)
+        counts = ", ".join(f"layer {x.layer} ({nm}): {x.n_dead} of {len(x.dead)}"
+                           for x, nm in zip(a.activity, names))
         if a.activity[0].n_dead:
-            st.markdown(f"Units framed in **black** never fired on any of the "
-                        f"{a.evaluation.n:,} digits (dead units: {counts}).")
+            st.markdown(f"{unit.capitalize()}s framed in **black** never fired on any of the "
+                        f"{a.evaluation.n:,} digits (dead {unit}s and units: {counts}).")
         else:
-            st.markdown(f"Every first-layer unit fired on at least one of the {a.evaluation.n:,} "
-                        f"digits (dead units: {counts}).")
-    if hidden:
+            st.markdown(f"Every first-layer {unit} fired on at least one of the {a.evaluation.n:,} "
+                        f"digits (dead {unit}s and units: {counts}).")
         first = a.activity[0]
         rare = np.flatnonzero(~first.dead & (first.active_fraction < RARE))
         if len(rare):
             st.caption("Nearly dead (fire on fewer than 5% of digits): " + ", ".join(
-                f"unit {j} ({first.active_fraction[j]:.1%})" for j in rare[:12])
-                + (", …" if len(rare) > 12 else "") + ". Units are numbered row by row.")
-    st.image(png, width=min(pic.image.shape[1], 1100))
+                f"{unit} {j} ({first.active_fraction[j]:.1%})" for j in rare[:12])
+                + (", …" if len(rare) > 12 else "") + f". {unit.capitalize()}s are numbered row by row.")
+    caption = (f"The {n} filters of {net.layers[0].token()}, row by row" if a.filters else None)
+    st.image(png, width=min(pic.image.shape[1], 1100), caption=caption)
     if hidden:
-        st.dataframe(pd.DataFrame([{
-            "layer": x.layer, "units": len(x.dead), "dead": x.n_dead,
-            "median share of digits a unit fires on": float(np.median(x.active_fraction)),
-        } for x in a.activity]), hide_index=True,
-            column_config={"median share of digits a unit fires on":
-                           st.column_config.NumberColumn(format="percent")})
-        act = a.activity[0]
-        df = pd.DataFrame({"unit": np.arange(len(act.dead)), "fires on": act.active_fraction,
-                           "state": np.where(act.dead, "dead", "alive")})
-        st.markdown("**How often each first-layer unit fires** (share of digits with output "
-                    f"above {ins.ACTIVE_ABOVE.get(net.activation, 0.0):g})")
-        st.vega_lite_chart(df, {
-            "mark": {"type": "bar"},
-            "encoding": {
-                "x": {"field": "unit", "type": "ordinal",
-                      "axis": {"labels": len(df) <= 64, "ticks": False}},
-                "y": {"field": "fires on", "type": "quantitative", "axis": {"format": "%"},
-                      "scale": {"domain": [0, 1]}},
-                "color": {"field": "state", "type": "nominal", "legend": None,
-                          "scale": {"domain": ["alive", "dead"], "range": ["#4c78a8", "#222222"]}},
-                "tooltip": [{"field": "unit"}, {"field": "fires on", "format": ".1%"}],
-            },
-            "height": 160,
-        }, width="stretch")
+        _activity(net, a)
+
+
+def _activity(net: Network, a: ins.Analysis) -> None:
+    """Per hidden layer: units (channels for a convolution), dead ones, how often they fire."""
+    if not a.activity:
+        return
+    names = ins.hidden_names(net)
+    st.dataframe(pd.DataFrame([{
+        "layer": x.layer, "name": nm,
+        "kind": "convolution: channels" if x.kind == "conv" else "dense: units",
+        "units": len(x.dead), "dead": x.n_dead,
+        "median share of digits a unit fires on": float(np.median(x.active_fraction)),
+    } for x, nm in zip(a.activity, names)]), hide_index=True,
+        column_config={"median share of digits a unit fires on":
+                       st.column_config.NumberColumn(format="percent")})
+    act = a.activity[0]
+    conv = act.kind == "conv"
+    unit = "channel" if conv else "unit"
+    if conv:
+        st.caption("A convolution's units are its channels (one per filter): a channel *fires* on "
+                   "a digit if its output is above zero anywhere in the picture.")
+    df = pd.DataFrame({unit: np.arange(len(act.dead)), "fires on": act.active_fraction,
+                       "state": np.where(act.dead, "dead", "alive")})
+    st.markdown(f"**How often each first-layer {unit} fires** (share of digits with output "
+                f"above {ins.ACTIVE_ABOVE.get(net.activation, 0.0):g}"
+                + (" somewhere)" if conv else ")"))
+    st.vega_lite_chart(df, {
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": {"field": unit, "type": "ordinal",
+                  "axis": {"labels": len(df) <= 64, "ticks": False}},
+            "y": {"field": "fires on", "type": "quantitative", "axis": {"format": "%"},
+                  "scale": {"domain": [0, 1]}},
+            "color": {"field": "state", "type": "nominal", "legend": None,
+                      "scale": {"domain": ["alive", "dead"], "range": ["#4c78a8", "#222222"]}},
+            "tooltip": [{"field": unit}, {"field": "fires on", "format": ".1%"}],
+        },
+        "height": 160,
+    }, width="stretch")
 
 
 def _input_picture(x: np.ndarray) -> np.ndarray:
@@ -562,8 +592,7 @@ def _input_picture(x: np.ndarray) -> np.ndarray:
 
 def _activations_tab(net: Network, meta: dict, model_key: tuple, x, label: int, source: str,
                      a: ins.Analysis) -> None:
-    layers = ins.trace(net, x)
-    probs = layers[-1].a
+    probs = net.predict_proba(x)[0]
     pred = int(probs.argmax())
     c1, c2 = st.columns([1, 3])
     with c1:
@@ -584,15 +613,22 @@ def _activations_tab(net: Network, meta: dict, model_key: tuple, x, label: int, 
             "height": 150,
         }, width="stretch")
 
-    st.markdown("**Each layer's activations** for this input (one bar per unit).")
-    for L in layers[:-1]:
-        alive = int((L.a > 0).sum()) if L.activation == "relu" else None
-        dead = a.activity[L.index - 1].dead if L.index - 1 < len(a.activity) else None
-        title = f"Layer {L.index} ({L.activation}, {len(L.a)} units)"
+    if not net.is_mlp:
+        _feature_maps(net, x, a)
+    dense = [h for h in ins.hidden_outputs(net, x) if h.kind == "dense"]
+    if dense:
+        st.markdown(f"**Each {'dense ' if not net.is_mlp else ''}layer's activations** for this "
+                    "input (one bar per unit).")
+    for h in dense:
+        alive = int((h.a > 0).sum()) if h.activation == "relu" else None
+        dead = a.activity[h.layer - 1].dead if h.layer - 1 < len(a.activity) else None
+        title = f"Layer {h.layer} ({h.activation}, {len(h.a)} units)"
+        if not net.is_mlp:
+            title = f"Layer {h.layer}, {h.name} ({h.activation}, {len(h.a)} units)"
         if alive is not None:
             title += f": {alive} active"
         st.caption(title)
-        df = pd.DataFrame({"unit": np.arange(len(L.a)), "activation": L.a,
+        df = pd.DataFrame({"unit": np.arange(len(h.a)), "activation": h.a,
                            "dead": np.where(dead, "dead unit", "unit") if dead is not None else "unit"})
         st.vega_lite_chart(df, {
             "mark": {"type": "bar"},
@@ -604,20 +640,21 @@ def _activations_tab(net: Network, meta: dict, model_key: tuple, x, label: int, 
             "height": 110,
         }, width="stretch")
 
-    st.markdown(f"**Why {pred}?** The score (logit) of class {pred} is a sum over the last hidden "
-                "layer: unit *j* adds its activation times its weight to that class.")
     c = ins.contributions(net, x, pred)
+    over = {"unit": "the last hidden layer: unit *j* adds its activation",
+            "feature": "the flattened feature maps: number *j* adds its value",
+            "pixel": "the pixels: pixel *j* adds its ink"}[c.unit]
+    st.markdown(f"**Why {pred}?** The score (logit) of class {pred} is a sum over {over} times "
+                "its weight to that class.")
     support, oppose = c.top(5)
-    a_prev = layers[-2].a if len(layers) > 1 else np.asarray(x).ravel()
     W = net.weights[-1]
-    unit_word = "unit" if len(layers) > 1 else "pixel"
-    rows = [{"": "for" if c.values[j] > 0 else "against", unit_word: int(j),
-             "activation a": float(a_prev[j]), f"weight to {pred}": float(W[j, pred]),
+    rows = [{"": "for" if c.values[j] > 0 else "against", c.unit: int(j),
+             "activation a": float(c.inputs[j]), f"weight to {pred}": float(W[j, pred]),
              "a × w": float(c.values[j])} for j in list(support) + list(oppose)]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption(f"All {len(c.values)} contributions add up to {c.values.sum():+.3f}; plus the bias "
                f"{c.bias:+.3f} that is the logit {c.logit:+.3f}.")
-    if len(layers) == 2 and len(support) and net.sizes[0] == 784:
+    if net.is_mlp and len(net.weights) == 2 and len(support):
         W1 = net.weights[0]
         start = _initial(model_key, net, meta) if st.session_state.get(WEIGHTS_SHOW_KEY) == "change" else None
         what = "weights"
@@ -630,13 +667,68 @@ def _activations_tab(net: Network, meta: dict, model_key: tuple, x, label: int, 
                  caption=[f"unit {j}: {c.values[j]:+.2f}" for j in support], width=112)
         st.caption(f"The first-layer {what} of the strongest supporters: the ink patterns each "
                    "of them looks for.")
-    sal = ins.input_saliency(net, x, pred)
-    st.markdown(f"**Which pixels pushed towards {pred}** (ink × gradient of the {pred} score: red "
-                "raised it, blue lowered it).")
-    st.image(ins.upscale(ins.diverging_rgb(sal.reshape(28, 28)), 5), width=140)
+    if net.is_mlp:
+        sal = ins.input_saliency(net, x, pred)
+        st.markdown(f"**Which pixels pushed towards {pred}** (ink × gradient of the {pred} score: "
+                    "red raised it, blue lowered it).")
+        st.image(ins.upscale(ins.diverging_rgb(sal.reshape(28, 28)), 5), width=140)
+
+
+def _feature_maps(net: Network, x, a: ins.Analysis) -> None:
+    """Every convolution's and pooling's output for this input, a small picture per channel."""
+    st.markdown(
+        "**Feature maps**: what each convolution and pooling layer made of this input, one small "
+        "picture per channel (channels numbered row by row). Black is 0, white the layer's "
+        "largest value on this input; all channels of a layer share that scale. A convolution's "
+        "maps are shown after its activation. Pooling keeps the largest value of each 2×2 block: "
+        "the same maps at half the size."
+    )
+    dead_any = False
+    for fm in ins.feature_maps(net, x):
+        dead = (a.activity[fm.hidden].dead
+                if fm.hidden is not None and fm.hidden < len(a.activity) else None)
+        dead_any |= dead is not None and bool(dead.any())
+        pic = ins.feature_map_picture(fm.maps, dead)
+        C, H, W = fm.maps.shape
+        st.image(pic.image, width=min(pic.image.shape[1], 1100),
+                 caption=f"{fm.name}: {C} channels of {H}×{W} (white = {pic.vmax:.3g})")
+    if dead_any:
+        st.caption("Channels framed in **red** never fire on any digit of the evaluation set.")
 
 
 def _how_it_works_tab(net: Network, meta: dict, x, label: int, source: str) -> None:
+    if net.is_mlp:
+        _how_mlp_works(net, meta, x, label, source)
+    else:
+        _how_conv_works(net, meta, x, label, source)
+
+
+def _softmax_table(z: np.ndarray, probs: np.ndarray) -> None:
+    m = float(z.max())
+    st.markdown(
+        "Subtracting the largest score first changes nothing mathematically but keeps "
+        f"`exp` from overflowing (max z = {m:.3f}).")
+    table = pd.DataFrame({
+        "z": z, "z − max z": z - m, "exp(z − max z)": np.exp(z - m), "softmax p": probs,
+    }).T
+    st.dataframe(table.map(lambda v: f"{v:.3g}"), width="stretch")
+
+
+def _update_section(w, cfg: dict, number: int) -> None:
+    """One gradient-descent step on this digit: ``w`` is a Walkthrough or a LayerWalkthrough."""
+    st.subheader(f"{number} · The update")
+    st.latex(r"\theta := \theta - \alpha \frac{\partial L}{\partial \theta}")
+    st.markdown(
+        f"One plain gradient-descent step on this digit alone with α = {w.lr:g} (this model's "
+        f"learning rate) would move the loss from **{w.loss:.4g}** to **{w.loss_after:.4g}** "
+        f"(a change of {w.loss_after - w.loss:+.3g}). "
+        "Training repeats this on batches of digits, thousands of times"
+        + (f" (this model used {cfg.get('optimizer')}, which scales each step adaptively)."
+           if cfg.get("optimizer") not in (None, "gd") else ".")
+    )
+
+
+def _how_mlp_works(net: Network, meta: dict, x, label: int, source: str) -> None:
     cfg = meta.get("config") or {}
     lr = float(cfg.get("lr") or 0.1)
     w = ins.walkthrough(net, x, label, lr=lr)
@@ -679,15 +771,7 @@ def _how_it_works_tab(net: Network, meta: dict, x, label: int, source: str) -> N
         else:
             st.latex(rf"A^{{[{l}]}}_k = \mathrm{{softmax}}(Z^{{[{l}]}})_k = "
                      rf"\frac{{e^{{Z_k - \max_j Z_j}}}}{{\sum_i e^{{Z_i - \max_j Z_j}}}}")
-            m = float(T.z.max())
-            st.markdown(
-                "Subtracting the largest score first changes nothing mathematically but keeps "
-                f"`exp` from overflowing (max z = {m:.3f}).")
-            table = pd.DataFrame({
-                "z": T.z, "z − max z": T.z - m, "exp(z − max z)": np.exp(T.z - m),
-                "softmax p": T.a,
-            }).T
-            st.dataframe(table.map(lambda v: f"{v:.3g}"), width="stretch")
+            _softmax_table(T.z, T.a)
 
     st.subheader("3 · The loss")
     st.latex(r"L = -\sum_k Y_k \log A^{[%d]}_k = -\log p_{\text{true}}" % L)
@@ -713,23 +797,255 @@ def _how_it_works_tab(net: Network, meta: dict, x, label: int, source: str) -> N
         st.latex(r"\text{chain rule: } dZ^{[l-1]} = \left(dZ^{[l]}\, W^{[l]\top}\right) \odot "
                  + act_name)
     st.markdown("The gradient of every parameter for this one digit (n = 1), from "
-                "`Network.backward`; its norm says how hard this digit pulls on that layer:")
+                "`Network.loss_and_grads`; its norm says how hard this digit pulls on that layer:")
     st.dataframe(pd.DataFrame([{"gradient": nme, "shape": " × ".join(map(str, shp)), "norm": nrm}
                                for nme, shp, nrm in w.grad_norms()]), hide_index=True)
 
-    st.subheader("5 · The update")
-    st.latex(r"\theta := \theta - \alpha \frac{\partial L}{\partial \theta}")
+    _update_section(w, cfg, 5)
+
+
+CONV_FILTER_KEY = "inspect_conv_filter"
+CONV_ROW_KEY = "inspect_conv_row"
+CONV_COL_KEY = "inspect_conv_col"
+STRONGEST = "strongest"
+ACT_LATEX = {  # name, definition
+    "relu": (r"\mathrm{ReLU}", r"\max(0, z)"),
+    "sigmoid": (r"\sigma", r"\frac{1}{1 + e^{-z}}"),
+    "tanh": (r"\tanh", r"\tanh(z)"),
+}
+
+
+def _shape(shape) -> str:
+    return "×".join(map(str, shape))
+
+
+def _how_conv_works(net: Network, meta: dict, x, label: int, source: str) -> None:
+    cfg = meta.get("config") or {}
+    lr = float(cfg.get("lr") or 0.1)
+    w = ins.layer_walkthrough(net, x, label, lr=lr)
     st.markdown(
-        f"One plain gradient-descent step on this digit alone with α = {w.lr:g} (this model's "
-        f"learning rate) would move the loss from **{w.loss:.4g}** to **{w.loss_after:.4g}** "
-        f"(a change of {w.loss_after - w.loss:+.3g}). "
-        "Training repeats this on batches of digits, thousands of times"
-        + (f" (this model used {cfg.get('optimizer')}, which scales each step adaptively)."
-           if cfg.get("optimizer") not in (None, "gd") else ".")
+        f"Follow **{source}** (true label **{label}**) through this convolutional network: "
+        f"**{net.describe()}**. First one output pixel of the first convolution, with the "
+        "model's own numbers, written as a sum and then as the matrix product the layer really "
+        "computes; then the digit through every layer, the loss, the backward pass and one "
+        "update. Pick another input in the sidebar."
     )
 
+    st.subheader("1 · The input")
+    st.latex(r"X \in [0,1]^{28 \times 28 \times 1}")
+    c1, c2 = st.columns([1, 4])
+    c1.image(_input_picture(w.x), width=112)
+    c2.markdown(
+        "One image as an array of shape **(1, 28, 28, 1)**: batch, rows, columns, channels "
+        "(\"NHWC\"; the image has one channel, ink). It is the same 784 numbers an MLP reads as a "
+        f"row, kept as a picture so a filter can look at neighbouring pixels; "
+        f"{int((w.x > 0).sum())} pixels have ink.")
 
-def _training_tab(meta: dict) -> None:
+    if net.layers[0].kind == "conv2d":
+        ex = _conv_pixel(net, x)
+        _conv_im2col(net, ex)
+    else:
+        st.info("This model's first layer is not a convolution, so there is no first-layer "
+                "convolution to follow pixel by pixel.")
+    _conv_forward(net, w)
+
+    st.subheader("5 · Output and loss")
+    st.latex(r"p_k = \mathrm{softmax}(z)_k = \frac{e^{z_k - \max_j z_j}}{\sum_i e^{z_i - \max_j z_j}}")
+    st.markdown(f"The last layer's {len(w.logits)} scores z (logits) become probabilities:")
+    _softmax_table(w.logits, w.probs)
+    st.latex(r"L = -\sum_k Y_k \log p_k = -\log p_{\text{true}}")
+    st.markdown(f"Y is the one-hot vector of the label {label}; p({label}) = {w.probs[label]:.4f}, "
+                f"so **L = {w.loss:.4g}**. The model predicts {w.prediction}.")
+
+    st.subheader("6 · Backward pass")
+    st.latex(r"dZ = p - Y")
+    st.markdown(f"dZ = `{_vec(w.dz_out, 10, '{:+.3g}')}`: the output's error, negative only at "
+                f"the true class {label}. From there each layer, last first, turns the gradient "
+                f"of its output into the gradient of its input (layers with weights also into "
+                f"the gradients of those, averaged over the batch; here n = 1):")
+    kinds = {s.kind for s in w.steps}
+    rows = [(r"\text{dense}", r"dW = \tfrac{1}{n} A^{\top} dZ,\quad db = \tfrac{1}{n}\textstyle\sum_{\text{rows}} dZ,\quad dA = dZ\, W^{\top}")]
+    if net.activation in ("relu", "sigmoid", "tanh"):
+        rows.append((rf"\text{{{net.activation}}}", {
+            "relu": r"dZ = dA \odot [A > 0]",
+            "sigmoid": r"dZ = dA \odot A(1 - A)",
+            "tanh": r"dZ = dA \odot (1 - A^2)"}[net.activation]))
+    if "flatten" in kinds:
+        rows.append((r"\text{flatten}", r"\text{the row of gradients is reshaped back into maps}"))
+    if "maxpool2d" in kinds:
+        rows.append((r"\text{max-pool}", r"\text{each block's gradient goes to the input that was its maximum; the others get } 0"))
+    if "conv2d" in kinds:
+        rows.append((r"\text{convolution}", r"dW_{\text{mat}} = \mathrm{cols}^{\top} dY,\quad db = \textstyle\sum dY,\quad d\,\mathrm{cols} = dY\, W_{\text{mat}}^{\top} \xrightarrow{\text{col2im}} dX"))
+    st.latex(r"\begin{array}{ll}" + r" \\[3pt] ".join(f"{a} & {b}" for a, b in rows) + r"\end{array}")
+    st.markdown(
+        "A convolution's backward pass is a dense layer's, with `cols` as its input. col2im adds "
+        "each window's gradient back onto the pixels it was copied from (a pixel sits in up to "
+        f"{net.layers[0].kernel ** 2 if net.layers[0].kind == 'conv2d' else 'K×K'} windows). "
+        "The first layer skips dX: nobody needs the gradient of the pixels. The "
+        "gradient of every parameter for this one digit, from `Network.loss_and_grads`; its "
+        "norm says how hard this digit pulls on that layer:")
+    st.dataframe(pd.DataFrame([{"gradient": nme, "layer": lay, "shape": " × ".join(map(str, shp)),
+                                "norm": nrm} for nme, lay, shp, nrm in w.grad_norms()]),
+                 hide_index=True)
+    _update_section(w, cfg, 7)
+
+
+def _conv_pixel(net: Network, x) -> ins.ConvExample:
+    """Section 2: one output pixel of the first convolution as a sum of products."""
+    conv = net.layers[0]
+    K, O = conv.kernel, conv.filters
+    H, W = conv.out_shape[:2]
+    p = K // 2
+    st.subheader("2 · One pixel of the first convolution, as a sum")
+    st.markdown(
+        f"The first layer, **{conv.token()}**, has {O} filters of {K}×{K} weights. For output "
+        f"pixel (i, j) and filter f it takes the {K}×{K} window of input pixels centred on (i, j), "
+        f"multiplies it by the filter's kernel place by place, and adds the {K * K} products and "
+        f"the filter's bias. Past the edge the input counts as 0 (\"same\" padding of p = {p} "
+        f"pixels), so the output is {H}×{W}, like the input, once per filter.")
+    st.latex(rf"z_{{i,j,f}} = b_f + \sum_{{d_i=0}}^{{{K - 1}}} \sum_{{d_j=0}}^{{{K - 1}}} \sum_{{c}} "
+             rf"x_{{i+d_i-{p},\; j+d_j-{p},\; c}}\; W_{{d_i,d_j,c,f}}")
+    c1, c2, c3 = st.columns(3)
+    choice = c1.selectbox(
+        "Filter f", [STRONGEST] + list(range(O)), key=CONV_FILTER_KEY,
+        format_func=lambda o: "the strongest response" if o == STRONGEST else f"filter {o}")
+    row = c2.number_input(f"Output row i (0–{H - 1})", 0, H - 1, value=None, step=1,
+                          key=CONV_ROW_KEY, placeholder="where it responds most")
+    col = c3.number_input(f"Output column j (0–{W - 1})", 0, W - 1, value=None, step=1,
+                          key=CONV_COL_KEY, placeholder="where it responds most")
+    f = None if choice == STRONGEST else int(choice)
+    pos = (int(row), int(col)) if row is not None and col is not None else None
+    ex = ins.conv_example(net, x, f, pos)
+    i, j = ex.pos
+    how = ("where filters respond most to this input" if f is None and pos is None else
+           f"where filter {f} responds most" if pos is None else "the chosen pixel")
+    st.markdown(f"**Filter {ex.filter} at output pixel ({i}, {j})**, {how}. Its window covers "
+                f"input rows {i - p}…{i + p} and columns {j - p}…{j + p} (framed in red).")
+
+    c1, c2, c3, c4 = st.columns(4)
+    zoom = 16
+    c1.image(ins.window_picture(x, ex.pos, K, scale=4), caption="the window on the input",
+             width=112)
+    c2.image(ins.upscale(ins.ink_rgb(ex.window), zoom), caption="window x", width=K * zoom)
+    vmax = float(np.abs(ex.kernel).max()) or 1.0
+    c3.image(ins.upscale(ins.diverging_rgb(ex.kernel, vmax), zoom),
+             caption=f"kernel W of filter {ex.filter}", width=K * zoom)
+    c4.image(ins.upscale(ins.diverging_rgb(ex.products), zoom), caption="products x · W",
+             width=K * zoom)
+    labels = [f"{d}" for d in range(K)]
+    c1, c2, c3 = st.columns(3)
+    for column, title, values in ((c1, "window x (rows d_i, columns d_j)", ex.window),
+                                  (c2, f"kernel W[:, :, 0, {ex.filter}]", ex.kernel),
+                                  (c3, "products x · W", ex.products)):
+        column.caption(title)
+        column.dataframe(pd.DataFrame(np.round(values.astype(np.float64), 3), index=labels,
+                                      columns=labels), width="stretch")
+    total = float(ex.products.sum())
+    top = ex.top_terms(3)
+    terms = " + ".join(rf"{ex.cols_row[t]:.3f} \cdot ({ex.kernel_column[t]:.3f})" for t in top)
+    rest = K * K - len(top)
+    st.latex(rf"z_{{{i},{j},{ex.filter}}} = b_{{{ex.filter}}} + \sum x \cdot W = "
+             rf"{ex.bias:.4f} + \left({terms} + \dots{{}}\text{{ {rest} more}}\right)")
+    st.latex(rf"z_{{{i},{j},{ex.filter}}} = {ex.bias:.4f} + {total:.4f} = {ex.z:.4f}")
+    if ex.activation in ACT_LATEX:
+        name, _ = ACT_LATEX[ex.activation]
+        st.latex(rf"a_{{{i},{j},{ex.filter}}} = {name}(z_{{{i},{j},{ex.filter}}}) = "
+                 rf"{name}({ex.z:.4f}) = {ex.a:.4f}")
+    st.caption(f"The three largest of the {K * K} products are written out. The pixel's value "
+               f"after the {ex.activation} is what you see at ({i}, {j}) of channel {ex.filter} on "
+               "the Activations tab.")
+    return ex
+
+
+def _conv_im2col(net: Network, ex: ins.ConvExample) -> None:
+    """Section 3: the same number as row r of cols times column f of the kernel matrix."""
+    conv = net.layers[0]
+    H, W = conv.out_shape[:2]
+    n_rows, n_k = ex.cols_shape
+    O = ex.W_shape[1]
+    i, j = ex.pos
+    st.subheader("3 · The same, as one matrix product (im2col)")
+    st.markdown(
+        f"Pixel by pixel that is {n_rows * O:,} little sums. The layer instead copies every window "
+        f"into one row of a matrix: **cols has shape {ex.cols_shape}: one row per output pixel**, "
+        f"the {n_k} numbers of its window read row by row. **The kernel matrix "
+        f"W.reshape({n_k}, {O}) has shape {ex.W_shape}: one column per filter**, its kernel read "
+        f"the same way. **Row r of cols times column f of W, plus b_f, is z** at output pixel "
+        f"r = i·{W} + j, and one matrix product computes all {n_rows:,} × {O} of them at once "
+        "(\"im2col\": image to columns).")
+    st.latex(rf"Z = \mathrm{{cols}}\; W_{{\text{{mat}}}} + b: \quad ({n_rows} \times {n_k})\,"
+             rf"({n_k} \times {O}) + ({O}) \;\to\; ({n_rows} \times {O}) \;\to\; "
+             rf"{H} \times {W} \times {O}")
+    dot = float(ex.cols_row @ ex.kernel_column)
+    st.latex(rf"r = i \cdot {W} + j = {i} \cdot {W} + {j} = {ex.row}, \qquad "
+             rf"z_{{{ex.row},{ex.filter}}} = \mathrm{{cols}}_{{{ex.row},:}} \cdot "
+             rf"W_{{:,{ex.filter}}} + b_{{{ex.filter}}} = {dot:.4f} + {ex.bias:.4f} = {ex.z:.4f}")
+    K = ex.kernel_size
+    columns = [f"{k} ({k // K},{k % K})" for k in range(n_k)]
+    table = pd.DataFrame([ex.cols_row, ex.kernel_column, ex.cols_row * ex.kernel_column],
+                         index=[f"cols[{ex.row}, k]", f"W[k, {ex.filter}]", "product"],
+                         columns=columns).astype(np.float64).round(3)
+    st.caption(f"Row {ex.row} of cols and column {ex.filter} of the kernel matrix, entry k "
+               "(d_i, d_j): the same numbers as the window and the kernel above, in one line.")
+    st.dataframe(table, width="stretch")
+    st.markdown(
+        "Copying costs memory (each pixel is copied into up to "
+        f"{K * K} rows) but turns the convolution into the one operation computers do fastest: "
+        "a big matrix product, handed to BLAS in one call for the whole batch.")
+
+
+STEP_WORDS = {
+    "conv2d": "convolution: a window times each kernel, at every pixel",
+    "maxpool2d": "max-pooling: the largest value of each block, per channel",
+    "relu": "max(0, z), in place",
+    "sigmoid": "1 / (1 + e^(−z)), in place",
+    "tanh": "tanh(z), in place",
+    "flatten": "the maps as one row (no copy)",
+    "dense": "Z = A W + b",
+}
+
+
+def _conv_forward(net: Network, w: ins.LayerWalkthrough) -> None:
+    """Section 4: the digit through every layer, with shapes."""
+    st.subheader("4 · Forward through every layer")
+    rows = []
+    for step in w.steps:
+        last = step.index == len(w.steps) - 1
+        out = step.out
+        what = STEP_WORDS.get(step.kind, step.kind) + (" (the class scores)" if last else "")
+        seen = (f"max {out.max():.3g}" + (f", {step.positive:,} of {out.size:,} above 0"
+                                          if step.kind in ("relu", "maxpool2d") else ""))
+        rows.append({"layer": step.name, "does": what, "input shape": _shape(step.in_shape),
+                     "output shape": _shape(step.out_shape), "parameters": step.n_params,
+                     "this input": seen})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    kinds = {s.kind for s in w.steps}
+    formulas = []
+    if "maxpool2d" in kinds:
+        formulas.append(r"\text{max-pool } (k \times k):\quad m_{i,j,c} = \max_{0 \le a,b < k} "
+                        r"y_{ki+a,\; kj+b,\; c}")
+    if "flatten" in kinds:
+        flat = next(s for s in w.steps if s.kind == "flatten")
+        h, ww, c = flat.in_shape
+        formulas.append(rf"\text{{flatten}}:\quad {h} \times {ww} \times {c} \to {h * ww * c}, "
+                        rf"\quad a_{{(i \cdot {ww} + j) \cdot {c} + c'}} = m_{{i,j,c'}}")
+    formulas.append(r"\text{dense}:\quad Z = A\,W + b")
+    for f in formulas:
+        st.latex(f)
+    pools = [i for i, s in enumerate(w.steps[:-1])
+             if s.kind == "maxpool2d" and w.steps[i + 1].kind in ("relu", "sigmoid", "tanh")]
+    if pools:
+        st.caption(f"Here each convolution's {net.activation} comes after its pooling: the "
+                   "activation never decreases, so it does not change which value of a block is "
+                   "the largest; the numbers are the same, and the activation touches a quarter "
+                   "of them. The Activations tab shows each convolution's maps after it.")
+
+
+def _training_tab(net: Network, meta: dict) -> None:
+    arch = meta.get("architecture") or net.architecture
+    st.markdown(f"**Architecture**: `{arch}`, i.e. {net.describe()} "
+                f"({net.n_params:,} parameters, {net.activation}).")
+
     df = ins.history_frame(meta)
     m = meta.get("metrics") or {}
     c1, c2, c3, c4 = st.columns(4)
