@@ -43,7 +43,7 @@ with right:
         which = "test"
         if acc is None:
             acc, which = metrics.get("val_accuracy"), "validation"
-        shape = "-".join(str(s) for s in net.sizes)
+        shape = net.describe()
         figure = f", {which} accuracy **{acc:.1%}**" if isinstance(acc, (int, float)) else ""
         dataset = (meta.get("dataset") or {}).get("name", "?")
         st.success(f"**Model:** `{name}` ({shape}, trained on {dataset}){figure}.", icon="🧠")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,8 +158,27 @@ def test_model_choice_defaults_to_the_active_model(trained_model_store):
     assert at.selectbox(key="draw_model").value == "test-model"  # follows a new active model
 
 
-def test_no_model_offers_one_click_training(env_dirs, monkeypatch):
+def rerun_until(at: AppTest, predicate, timeout: float = 60.0) -> AppTest:
+    """``run_every`` fragments do not tick in AppTest: rerun the page until the state is reached."""
+    deadline = time.monotonic() + timeout
+    while True:
+        at.run()
+        assert not at.exception, at.exception
+        if predicate(at):
+            return at
+        if time.monotonic() > deadline:
+            raise AssertionError("the page never reached the expected state")
+        time.sleep(0.1)
+
+
+def has_model_box(at: AppTest) -> bool:
+    return any(s.key == "draw_model" for s in at.selectbox)
+
+
+def test_no_model_offers_one_click_training_through_the_queue(env_dirs, monkeypatch):
+    from scratchnet.training import PRESETS
     from scratchnet.ui import draw
+    from scratchnet.ui.worker import get_manager
 
     monkeypatch.setattr(draw, "QUICK_STEPS", 20)  # the page trains a few seconds; the test less
     at = open_page()
@@ -166,14 +186,62 @@ def test_no_model_offers_one_click_training(env_dirs, monkeypatch):
     assert "no trained model yet" in infos(at)
     at.button(key="draw_quick_train").click().run()
     assert not at.exception, at.exception
+    job = get_manager().get(at.session_state[draw.QUICK_JOB])
+    assert job is not None and job.source == "quick-model" and job.preset == "fast"
+    at = rerun_until(at, has_model_box)
+    assert job.snapshot().status == "finished"
     store = ModelStore(env_dirs.models_dir)
     assert store.active_name() == "quick-draw"
     net, meta = store.load("quick-draw")
-    assert meta["dataset"]["name"] == "sample" and meta["config"]["augment"] is True
-    assert meta["metrics"]["steps"] == 20
+    # one metadata document, written by training.run like every other training
+    assert meta["source"] == "quick-model" and meta["preset"] == "fast"
+    assert meta["dataset"]["name"] == "sample" and meta["config"]["augment"] == PRESETS["fast"].augment
+    assert meta["architecture"] == PRESETS["fast"].layers and meta["history"]
+    assert meta["metrics"]["steps"] == 20 and meta["status"] == "finished"
     assert at.selectbox(key="draw_model").value == "quick-draw"  # ready to draw at once
+    assert net.describe() in " ".join(c.value for c in at.caption)
     draw_on(at, draw_digit("1"))
     assert metric(at, "Prediction") is not None
+
+
+def test_quick_model_waits_in_line_behind_another_training(env_dirs, monkeypatch):
+    from scratchnet.datasets import load_sample
+    from scratchnet.training import TrainConfig
+    from scratchnet.ui import draw
+    from scratchnet.ui.worker import TrainingJob, get_manager
+
+    monkeypatch.setattr(draw, "QUICK_STEPS", 20)
+    other = get_manager().submit(TrainingJob(TrainConfig(hidden=(8,), iterations=5_000_000, epochs=None,
+                                                         batch_size=64), load_sample(), save=False))
+    at = open_page()
+    at.button(key="draw_quick_train").click().run()
+    assert not at.exception, at.exception
+    assert "number 1 in line" in infos(at)
+    assert "Waiting for a free training slot" in at.get("progress")[0].proto.text
+    assert not has_model_box(at) and not [b for b in at.button if b.key == "draw_quick_train"]
+    other.request_stop()
+    at = rerun_until(at, has_model_box)
+    assert at.selectbox(key="draw_model").value == "quick-draw"
+
+
+def test_a_quick_training_that_fails_says_why_and_offers_the_button_again(env_dirs, monkeypatch):
+    from scratchnet.ui import draw
+    from scratchnet.ui.worker import get_manager
+
+    monkeypatch.setattr(draw, "QUICK_STEPS", 20)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("scratchnet.ui.worker.run_training", boom)
+    at = open_page()
+    at.button(key="draw_quick_train").click().run()
+    job = get_manager().get(at.session_state[draw.QUICK_JOB])
+    assert job.done.wait(30)
+    at.run()
+    assert not at.exception, at.exception
+    assert "quick training failed" in at.error[0].value and "disk on fire" in at.error[0].value
+    assert [b for b in at.button if b.key == "draw_quick_train"]
 
 
 def test_the_newest_reading_is_handed_to_the_inspect_page(trained_model_store):

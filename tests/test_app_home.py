@@ -51,6 +51,21 @@ def test_home_reports_the_active_model_and_mnist(trained_model_store, env_dirs):
     assert f"{acc:.1%}" in model
 
 
+def test_home_describes_a_conv_model(env_dirs):
+    from scratchnet.datasets import load_sample
+    from scratchnet.store import ModelStore
+    from scratchnet.training import TrainConfig
+    from scratchnet.ui.worker import TrainingJob
+
+    config = TrainConfig(layers="conv4-5,maxpool2,dense8", iterations=5, epochs=None, batch_size=32)
+    snap = TrainingJob(config, load_sample(), store=ModelStore(env_dirs.models_dir), name="tiny-conv",
+                       idle_timeout=None).run()
+    assert snap.status == "finished"
+    at = run_home()
+    model = at.success[-1].value
+    assert "tiny-conv" in model and "28x28 → conv4-5 → maxpool2 → dense8 → 10" in model, model
+
+
 def test_home_survives_a_corrupt_model_file(env_dirs):
     (env_dirs.models_dir / "broken.npz").write_bytes(b"not a zip at all")
     at = run_home()

@@ -84,3 +84,44 @@ def test_train_page_live_accuracy_and_stop(streamlit_server, page):
     assert page.get_by_role("button", name="Start training").is_enabled()
     log = streamlit_server.log_since(mark)
     assert "Traceback" not in log and "Warning" not in log and "WARNING" not in log, log
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the select box labelled ``label``."""
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(page.get_by_role("combobox", name=label)).to_have_value(option)
+
+
+def test_train_page_conv_net_from_a_custom_spec_finishes(streamlit_server, page):
+    mark = streamlit_server.log_mark()
+    page.goto(f"{streamlit_server}/Train")
+    page.get_by_text("1 · Data").wait_for()
+    expect(page.get_by_role("radio", name="Bundled sample (5,000 digits, offline)")).to_be_checked()
+
+    # the named conv net shows what it makes, and how long it would take
+    choose(page, "Architecture", "Conv net")
+    page.get_by_text("28x28 → conv16-5 → maxpool2 → conv32-5 → maxpool2 → dense128 → 10").wait_for()
+    page.get_by_text("215,370 parameters", exact=False).wait_for()
+    page.get_by_text("Estimated training time").wait_for()
+
+    # Custom starts from that SPEC; a small conv net trains in seconds on the sample
+    choose(page, "Architecture", "Custom")
+    layers = page.get_by_role("textbox", name="Layers (SPEC)")
+    expect(layers).to_have_value("conv16-5,maxpool2,conv32-5,maxpool2,dense128")
+    layers.fill("conv4-5,maxpool2,dense16")
+    layers.press("Enter")
+    page.get_by_text("28x28 → conv4-5 → maxpool2 → dense16 → 10").wait_for()
+    page.get_by_text("Iterations", exact=True).first.click()  # "Train for": iterations
+    iterations = page.get_by_label("Iterations", exact=True).and_(page.locator("input[type=number]"))
+    iterations.fill("60")
+    iterations.press("Enter")
+    expect(page.get_by_role("combobox", name="Preset")).to_have_value("Custom")
+    page.get_by_role("button", name="Start training").click()
+
+    page.get_by_text(re.compile(r"Finished.* after 60 iterations")).wait_for(timeout=90_000)
+    page.get_by_text("Saved as").first.wait_for()
+    table = page.locator('[data-testid="stDataFrame"]')
+    expect(table).to_be_visible()
+    log = streamlit_server.log_since(mark)
+    assert "Traceback" not in log, log

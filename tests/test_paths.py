@@ -162,7 +162,8 @@ def test_a_whole_session_writes_only_inside_the_configured_directories(sandbox, 
     before = _outside(sandbox, env_dirs)
     # Train a tiny model, then rename it.
     train = AppTest.from_file(TRAIN_PAGE, default_timeout=60).run()
-    train.text_input(key="tr_hidden").set_value("16").run()
+    train.selectbox(key="tr_arch").set_value("custom").run()
+    train.text_input(key="tr_layers").set_value("16").run()
     train.radio(key="tr_unit").set_value("iterations").run()
     train.number_input(key="tr_iterations").set_value(30).run()
     train.button(key="tr_start").click().run()

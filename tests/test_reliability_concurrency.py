@@ -207,14 +207,15 @@ def test_each_session_keeps_its_own_settings(trained_model_store):
     assert not a.exception, a.exception
     ta = AppTest.from_file(TRAIN_PAGE, default_timeout=60).run()
     ta.number_input(key="tr_lr").set_value(0.05).run()
-    ta.text_input(key="tr_hidden").set_value("64").run()
+    ta.selectbox(key="tr_arch").set_value("custom").run()
+    ta.text_input(key="tr_layers").set_value("64").run()
 
     b = AppTest.from_file(DRAW_PAGE, default_timeout=60).run()
     tb = AppTest.from_file(TRAIN_PAGE, default_timeout=60).run()
     assert b.selectbox(key="draw_model").value == "test-model"  # still the active one
     assert trained_model_store.active_name() == "test-model"  # A's choice did not change it
     assert tb.number_input(key="tr_lr").value != 0.05
-    assert tb.text_input(key="tr_hidden").value != "64"
+    assert tb.selectbox(key="tr_arch").value != "custom" and ta.text_input(key="tr_layers").value == "64"
     assert a.selectbox(key="draw_model").value == "other-model"
 
 
@@ -250,7 +251,8 @@ def test_a_stopped_run_scoring_below_the_active_model_does_not_replace_it(traine
 
 def test_train_page_says_why_a_stopped_run_did_not_become_active(trained_model_store):
     at = AppTest.from_file(TRAIN_PAGE, default_timeout=60).run()
-    at.text_input(key="tr_hidden").set_value("4").run()
+    at.selectbox(key="tr_arch").set_value("custom").run()
+    at.text_input(key="tr_layers").set_value("dense4").run()
     at.number_input(key="tr_lr").set_value(1e-6).run()
     job = _start_training(at)
     assert _wait(lambda: job.snapshot().step > 0)
@@ -343,7 +345,8 @@ def test_a_crafted_client_cannot_disturb_other_sessions(streamlit_server):
         canvas = good.run().widget_id("draw_canvas_0")
         train = evil.run()
         junk = []
-        for key in ("tr_model_pick", "tr_preset", "tr_optimizer", "tr_batch_size", "tr_seed", "tr_hidden"):
+        for key in ("tr_model_pick", "tr_preset", "tr_optimizer", "tr_batch_size", "tr_seed", "tr_arch",
+                    "tr_layers", "tr_augment"):
             wid = train.widget_id(key)
             if wid is not None:
                 junk += [evil.state(wid, int_value=-5), evil.state(wid, double_value=float("nan")),

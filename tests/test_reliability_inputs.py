@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 import struct
 import tomllib
 import urllib.request
@@ -268,15 +269,25 @@ BAD_CONFIGS = [  # (id, knob overrides as typed on the Train page, message fragm
     ("epochs-0", {"unit": "epochs", "epochs": 0.0}, "Epochs must be more than 0"),
     ("epochs-1e9", {"unit": "epochs", "epochs": 1e9}, "at most 10,000"),
     ("batch-0", {"full_batch": False, "batch_size": 0}, "batch size must be at least 1"),
-    ("hidden-text", {"hidden": "abc"}, "'abc' is not a whole number"),
-    ("hidden-empty", {"hidden": "  "}, "at least one layer size"),
-    ("hidden-0", {"hidden": "0"}, "from 1 to 4096"),
-    ("hidden-huge", {"hidden": "100000"}, "from 1 to 4096"),
-    ("hidden-too-many-params", {"hidden": "4096, 4096, 4096"}, "parameters"),
-    ("hidden-9-layers", {"hidden": "8,8,8,8,8,8,8,8,8"}, "At most 8 hidden layers"),
-    ("hidden-5000-digits", {"hidden": "9" * 5000}, "far too large"),
-    ("hidden-superscript", {"hidden": "²"}, "is not a whole number"),
-    ("hidden-leading-zeros", {"hidden": "0" * 5000 + "5000"}, "from 1 to 4096"),
+    # the Architecture field (a SPEC: conv<C>-<K>, maxpool<K>, dense<N>)
+    ("layers-text", {"layers": "abc"}, "'abc', is not understood"),
+    ("layers-empty", {"layers": "  "}, "architecture is empty"),
+    ("layers-0", {"layers": "0"}, "a dense layer has 1 to 4096 units"),
+    ("layers-huge", {"layers": "dense100000"}, "a dense layer has 1 to 4096 units"),
+    ("layers-too-many-params", {"layers": "4096, 4096, 4096"}, "at most 25,000,000 are supported"),
+    ("layers-9-layers", {"layers": "8,8,8,8,8,8,8,8,8"}, "at most 8 are supported"),
+    ("layers-13-tokens", {"layers": "conv4-3," + "maxpool2," * 11 + "dense8"}, "at most 12 are supported"),
+    ("layers-5000-digits", {"layers": "9" * 5000}, "far too large"),
+    ("layers-conv-5000-digits", {"layers": "conv" + "9" * 5000 + "-5"}, "far too large"),
+    ("layers-superscript", {"layers": "dense²"}, "'dense²', is not understood"),
+    ("layers-leading-zeros", {"layers": "0" * 5000 + "5000"}, "a dense layer has 1 to 4096 units"),
+    ("conv-even-kernel", {"layers": "conv16-4"}, "kernel size must be odd"),
+    ("conv-0-filters", {"layers": "conv0-5"}, "1 to 256 filters"),
+    ("conv-after-dense", {"layers": "dense64,conv8-5"}, "comes after a dense layer"),
+    ("pool-after-dense", {"layers": "dense64,maxpool2"}, "comes after a dense layer"),
+    ("pool-too-wide", {"layers": "maxpool9"}, "pooling blocks are 2 to 7 pixels wide"),
+    ("pooled-to-nothing", {"layers": "maxpool7,maxpool7"}, "does not fit 28x28 images"),
+    ("conv-too-much-memory", {"layers": "conv256-9,conv256-9,dense10"}, "GB of working memory"),
     ("l2-5", {"l2": 5.0}, "L2 regularisation"),
     ("momentum-1", {"momentum": 1.0}, "Momentum"),
 ]
@@ -369,8 +380,9 @@ def _knobs(**override) -> dict:
 
 @pytest.mark.parametrize("override, fragment", [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
 def test_extreme_hyper_parameters_get_a_clear_message(override, fragment):
-    with pytest.raises(ConfigError, match=fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as info:
         train_form.config_from_knobs(_knobs(**override))
+    assert "\n" not in str(info.value)  # one line
     assert train_form.config_from_knobs(_knobs()).hidden == (32,)
 
 
@@ -424,12 +436,19 @@ def test_train_page_shows_a_clear_error_for_a_bad_csv_upload(env_dirs, content, 
     assert not at.button(key="tr_start").disabled
 
 
-PAGE_CONFIGS = [
-    ("hidden-text", {"tr_hidden": "abc"}, "'abc' is not a whole number"),
-    ("hidden-0", {"tr_hidden": "0"}, "from 1 to 4096"),
-    ("hidden-too-many-params", {"tr_hidden": "4096, 4096, 4096"}, "parameters"),
-    ("hidden-5000-digits", {"tr_hidden": "9" * 5000}, "far too large"),
-    ("hidden-superscript", {"tr_hidden": "²"}, "is not a whole number"),
+PAGE_CONFIGS = [  # (id, widget values, message fragment); "tr_layers" goes through Architecture: Custom
+    ("layers-text", {"tr_layers": "abc"}, "'abc', is not understood"),
+    ("layers-empty", {"tr_layers": ""}, "architecture is empty"),
+    ("layers-0", {"tr_layers": "0"}, "a dense layer has 1 to 4096 units"),
+    ("layers-huge", {"tr_layers": "100000"}, "a dense layer has 1 to 4096 units"),
+    ("layers-9-layers", {"tr_layers": "8,8,8,8,8,8,8,8,8"}, "at most 8 are supported"),
+    ("layers-too-many-params", {"tr_layers": "4096, 4096, 4096"}, "parameters"),
+    ("layers-5000-digits", {"tr_layers": "9" * 5000}, "far too large"),
+    ("layers-superscript", {"tr_layers": "²"}, "is not understood"),
+    ("layers-leading-zeros", {"tr_layers": "0" * 5000 + "5000"}, "a dense layer has 1 to 4096 units"),
+    ("conv-even-kernel", {"tr_layers": "conv8-4,dense16"}, "kernel size must be odd"),
+    ("conv-after-dense", {"tr_layers": "dense16,conv8-5"}, "comes after a dense layer"),
+    ("conv-too-much-memory", {"tr_layers": "conv256-9,conv256-9"}, "GB of working memory"),
     ("batch-larger-than-data", {"tr_full_batch": False, "tr_batch_size": 10_000}, "larger than the training set"),
 ]
 
@@ -440,14 +459,20 @@ def test_train_page_refuses_bad_settings_at_start_and_recovers(env_dirs, values,
 
     at = _train_page()
     for key, value in values.items():
-        widget = at.text_input(key=key) if key == "tr_hidden" else (
-            at.checkbox(key=key) if key == "tr_full_batch" else at.number_input(key=key))
+        if key == "tr_layers":
+            at.selectbox(key="tr_arch").set_value("custom").run()
+            widget = at.text_input(key=key)
+        else:
+            widget = at.checkbox(key=key) if key == "tr_full_batch" else at.number_input(key=key)
         widget.set_value(value).run()
+    assert not at.exception, at.exception
     at.button(key="tr_start").click().run()
     assert not at.exception, at.exception
+    assert len(at.error) == 1 and "\n" not in at.error[0].value, _errors(at)
     assert fragment in _errors(at), _errors(at)
     assert JOB_KEY not in at.session_state  # nothing was queued
-    at.text_input(key="tr_hidden").set_value("16").run()
+    at.selectbox(key="tr_arch").set_value("custom").run()
+    at.text_input(key="tr_layers").set_value("16").run()
     at.checkbox(key="tr_full_batch").set_value(False).run()
     at.number_input(key="tr_batch_size").set_value(64).run()
     at.button(key="tr_start").click().run()

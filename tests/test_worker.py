@@ -9,7 +9,7 @@ import pytest
 from scratchnet.datasets import load_sample
 from scratchnet.errors import ConfigError, ScratchnetError
 from scratchnet.store import ModelStore
-from scratchnet.training import PRESETS, TrainConfig
+from scratchnet.training import PRESETS, Progress, TrainConfig
 from scratchnet.ui import worker
 from scratchnet.ui.worker import (
     MAX_POINTS,
@@ -77,9 +77,41 @@ def test_choose_eval_every_respects_explicit_and_bounds():
 
 def test_format_seconds():
     assert format_seconds(3.25) == "3.2 s"
+    assert format_seconds(9.96) == "10 s" and format_seconds(42.4) == "42 s"
+    assert format_seconds(59.6) == "1 min 00 s"  # never "60 s"
     assert format_seconds(75) == "1 min 15 s"
+    assert format_seconds(7 * 60 + 43.4) == "7 min 43 s"
+    assert format_seconds(3599.7) == "1 h 00 min"
     assert format_seconds(3 * 3600 + 120) == "3 h 02 min"
     assert format_seconds(None) == "?" and format_seconds(float("nan")) == "?"
+
+
+def test_eta_ignores_the_slow_first_steps_and_follows_the_recent_rate():
+    assert worker.eta_seconds([], 100) is None
+    assert worker.eta_seconds([(10, 5.0)], 100) is None  # one record: no rate yet
+    # the first 10 steps took 5 s (warming up), the next ones 0.1 s each
+    records = [(10, 5.0), (20, 6.0), (30, 7.0)]
+    assert worker.eta_seconds(records, 100) == pytest.approx(7.0)  # 70 steps x 0.1 s, not x 0.23 s
+    assert worker.eta_seconds(records, 30) == 0.0
+    # a long run: only the last ETA_RECORDS records count, so a machine that got busier shows
+    job_records = [(i * 10, i * 1.0) for i in range(1, 200)]  # 0.1 s a step...
+    job_records += [(job_records[-1][0] + i * 10, job_records[-1][1] + i * 3.0) for i in range(1, 40)]  # ...then 0.3
+    recent = job_records[-worker.ETA_RECORDS:]
+    assert worker.eta_seconds(recent, recent[-1][0] + 1000) == pytest.approx(300.0)
+
+
+def test_snapshot_eta_uses_records_after_the_first(sample):
+    job = TrainingJob(TINY, sample, save=False, idle_timeout=None)
+    job._set(status="running")
+    total = job.snapshot().total_steps
+    job._record(Progress(step=10, total_steps=total, epoch=0.1, loss=1.0, train_accuracy=0.5,
+                         val_accuracy=0.5, seconds=5.0))
+    assert job.snapshot().eta_seconds is None
+    assert "estimating time left" in job.snapshot().progress_text
+    job._record(Progress(step=20, total_steps=total, epoch=0.2, loss=1.0, train_accuracy=0.5,
+                         val_accuracy=0.5, seconds=5.5))
+    assert job.snapshot().eta_seconds == pytest.approx(0.05 * (total - 20))
+    assert f"{format_seconds(0.05 * (total - 20))} left" in job.snapshot().progress_text
 
 
 def test_job_trains_saves_activates_with_metadata(tmp_path, sample):
@@ -123,7 +155,7 @@ def test_stop_keeps_and_saves_the_model(tmp_path, sample):
     manager = TrainingManager(max_running=1)
     store = ModelStore(tmp_path)
     job = manager.submit(TrainingJob(ENDLESS, sample, store=store, idle_timeout=None))
-    wait_for(lambda: job.snapshot().step > 0)
+    wait_for(lambda: len(job.snapshot().points) >= 2)  # the time left needs two records
     assert job.snapshot().status == "running" and job.snapshot().eta_seconds is not None
     job.request_stop()
     assert job.done.wait(10)

@@ -127,6 +127,26 @@ def active_model() -> tuple[str, Network, dict] | None:
     return info.name, net, meta
 
 
+def describe_model(meta: dict | None, net: Network | None = None) -> str:
+    """The network of a model for people: '784-256-128-10' or '28x28 → conv16-5 → … → 10'.
+
+    From the loaded network when there is one, else from its metadata (``architecture``; model
+    files from before convolutions have only ``sizes``).
+    """
+    if net is not None:
+        return net.describe()
+    meta = meta or {}
+    sizes = meta.get("sizes")
+    if isinstance(sizes, list) and sizes:
+        return "-".join(str(s) for s in sizes)
+    arch = meta.get("architecture")
+    if isinstance(arch, str) and arch:
+        from scratchnet.ui.train_form import describe_shape
+
+        return describe_shape(arch)
+    return "?"
+
+
 def set_active_model(name: str | None) -> None:
     """Make ``name`` the active model for every page and session (None clears the choice)."""
     get_store().set_active(name)

@@ -28,6 +28,11 @@ MAX_CANVAS_SIDE = 4 * CANVAS_SIZE  # high-DPI screens send the canvas at 2-3x
 PREVIEW_SIZE = 196  # 7x: each network input pixel is a visible square
 DEFAULT_STROKE = 18  # ~ MNIST's stroke (2 of 28 px) on a digit drawn ~70% of the canvas tall
 QUICK_STEPS = 400  # one-click model: the fast preset, capped to a few seconds of training
+QUICK_NAME = "quick-draw"
+QUICK_POLL_SECONDS = 0.5
+QUICK_JOB = "draw_quick_job"  # this session's quick-model training job (scratchnet.ui.worker)
+QUICK_ADOPTED = "draw_quick_adopted"  # the quick job whose model the page already switched to
+QUICK_ERROR = "draw_quick_error"
 
 CANVAS_GEN = "draw_canvas_gen"  # bumped by "Clear": a new key gives a fresh, empty canvas
 MODEL_CHOICE = "draw_model"
@@ -67,10 +72,13 @@ def choose_model():
         return None
     names = [i.name for i in infos]
     active = store.active_name()
+    adopted = _adopt_quick_model()
     current = st.session_state.get(MODEL_CHOICE)
     # Follow the active model when it changes (a new one trained on the Train page), otherwise
-    # keep this session's own pick.
-    if current not in names or st.session_state.get(ACTIVE_SEEN) != active:
+    # keep this session's own pick; a quick model this session just trained comes first.
+    if adopted in names:
+        st.session_state[MODEL_CHOICE] = adopted
+    elif current not in names or st.session_state.get(ACTIVE_SEEN) != active:
         current = active if active in names else names[0]
         st.session_state[MODEL_CHOICE] = current
     st.session_state[ACTIVE_SEEN] = active
@@ -90,75 +98,107 @@ def choose_model():
         common.show_error(err)
         st.stop()
     acc = (meta.get("metrics") or {}).get("test_accuracy") or (meta.get("metrics") or {}).get("val_accuracy")
-    shape = "-".join(str(s) for s in net.sizes)
     st.caption(
-        f"{shape} network, {(meta.get('dataset') or {}).get('name', '?')} data"
+        f"{net.describe()} network, {(meta.get('dataset') or {}).get('name', '?')} data"
         + (f", {acc:.1%} on held-out digits" if isinstance(acc, (int, float)) and math.isfinite(acc) else "")
     )
     return name, net, meta
 
 
 def quick_model_offer() -> None:
-    """No model yet: one button trains the fast preset briefly on what data there is."""
+    """No model yet: one button queues a short training of the fast preset on what data there is.
+
+    It is an ordinary training job (``scratchnet.ui.worker``): it waits its turn behind any
+    other training on the server, goes through ``training.run`` like every training, and its
+    model is saved and made active like the Train page's. The page polls it with a fragment.
+    """
+    from scratchnet.ui.worker import get_manager
+
+    job = get_manager().get(st.session_state.get(QUICK_JOB))
+    snap = job.snapshot() if job is not None else None
+    if snap is not None and snap.active:
+        common.keep_alive(job)
+        st.info("There is no trained model yet: a quick one is training now. Draw as soon as it is ready.")
+        _quick_fragment(job.id)
+        return
     st.info(
         "There is no trained model yet. Train one properly on the **Train** page, or get a "
         "quick one right here in a few seconds and start drawing."
     )
-    if st.button("Train a quick model now", icon=":material/bolt:", type="primary", key="draw_quick_train"):
-        bar = st.progress(0.0, text="Loading digits…")
-        try:
-            info = train_quick_model(lambda frac, text: bar.progress(frac, text=text))
-        except ScratchnetError as err:
-            common.show_error(err)
-            return
-        st.session_state[MODEL_CHOICE] = info.name
-        st.rerun()
+    if snap is not None:  # a quick training ended without leaving a model
+        if snap.status == "failed":
+            st.error(f"The quick training failed: {snap.error}", icon="🐞")
+        else:
+            st.warning(f"The quick training ended ({snap.status}) without a model. {snap.message}".strip())
+    st.button("Train a quick model now", icon=":material/bolt:", type="primary", key="draw_quick_train",
+              on_click=_start_quick_model)
+    err = st.session_state.pop(QUICK_ERROR, None)
+    if err:
+        st.error(err, icon="⚠️")
     common.page_link("Train", "Open the Train page", icon=":material/model_training:")
 
 
-def train_quick_model(report=None):
-    """Fit ``PRESETS["fast"]`` for at most ``QUICK_STEPS`` steps, save it and make it active."""
-    from scratchnet.training import PRESETS, Progress, build_network, train
+def quick_model_job():
+    """The quick model's training job: ``PRESETS["fast"]`` capped to ``QUICK_STEPS`` steps."""
+    from scratchnet.training import PRESETS
+    from scratchnet.ui.worker import TrainingJob, idle_timeout
 
     ds = common.get_dataset("mnist")  # full MNIST if already downloaded, else the bundled sample
-    n = len(ds.X_train)
     base = PRESETS["fast"]
-    steps = min(base.total_steps(n), QUICK_STEPS)
-    config = base.replace(epochs=None, iterations=steps, eval_every=max(1, min(50, steps // 4)))
-    net = build_network(config)
-    history: list[Progress] = []
-    for p in train(net, ds.X_train, ds.y_train, config, ds.X_val, ds.y_val):
-        history.append(p)
-        if report is not None:
-            val = f", {p.val_accuracy:.1%} on held-out digits" if p.val_accuracy is not None else ""
-            report(min(1.0, p.step / p.total_steps), f"Training: step {p.step:,} of {p.total_steps:,}{val}")
-    last = history[-1]
-    test_acc = net.accuracy(ds.X_test, ds.y_test) if ds.X_test is not None else None
-    metadata = {
-        "preset": "fast",
-        "config": config.to_dict(),
-        "dataset": {
-            "name": ds.name,
-            "n_train": int(n),
-            "n_val": int(len(ds.X_val)),
-            "n_test": int(len(ds.X_test)) if ds.X_test is not None else 0,
-        },
-        "metrics": {
-            "val_accuracy": last.val_accuracy,
-            "test_accuracy": test_acc,
-            "train_seconds": last.seconds,
-            "steps": last.step,
-            "epochs": last.epoch,
-        },
-        "history": [
-            {k: getattr(p, k) for k in ("step", "epoch", "loss", "train_accuracy", "val_accuracy", "seconds")}
-            for p in history
-        ],
-        "notes": list(ds.notes),
-    }
-    info = common.get_store().save(net, metadata, name="quick-draw")
-    common.set_active_model(info.name)
-    return info
+    steps = min(base.total_steps(len(ds.X_train)), QUICK_STEPS)
+    config = base.replace(epochs=None, iterations=steps)
+    return TrainingJob(config, ds, store=common.get_store(), name=QUICK_NAME, preset="fast",
+                       source="quick-model", idle_timeout=idle_timeout())
+
+
+def _start_quick_model() -> None:
+    from scratchnet.ui.worker import get_manager
+
+    try:
+        job = quick_model_job()
+    except ScratchnetError as err:
+        st.session_state[QUICK_ERROR] = str(err)
+        return
+    common.keep_alive(job)
+    get_manager().submit(job)
+    st.session_state[QUICK_JOB] = job.id
+
+
+def _quick_body(job_id: str) -> None:
+    from scratchnet.ui.worker import get_manager, max_trainings
+
+    job = get_manager().get(job_id)
+    if job is None:
+        return
+    snap = job.poll()
+    if snap.status == "queued":
+        n = max_trainings()
+        st.info(f"⏳ Another training is using this server ({n} at a time): yours is number "
+                f"{snap.queue_position} in line and starts by itself.")
+        st.progress(0.0, text=snap.progress_text)
+    elif snap.active:
+        val = f" · {snap.val_accuracy:.1%} on held-out digits" if snap.val_accuracy is not None else ""
+        st.progress(snap.fraction, text=f"Training a quick model: {snap.progress_text}{val}")
+    else:
+        st.rerun()  # the whole page: the new model is there (or the reason it is not)
+
+
+_quick_fragment = st.fragment(run_every=QUICK_POLL_SECONDS)(_quick_body)
+
+
+def _adopt_quick_model() -> str | None:
+    """The name of this session's quick model the first time the page sees it saved, else None."""
+    from scratchnet.ui.worker import get_manager
+
+    ss = st.session_state
+    job = get_manager().get(ss.get(QUICK_JOB))
+    if job is None or ss.get(QUICK_ADOPTED) == job.id:
+        return None
+    snap = job.snapshot()
+    if snap.active:
+        return None
+    ss[QUICK_ADOPTED] = job.id
+    return (snap.result or {}).get("model_name")
 
 
 # --------------------------------------------------------------------------- inputs

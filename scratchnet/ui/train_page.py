@@ -20,6 +20,7 @@ from scratchnet.ui import train_form as form
 from scratchnet.ui.common import (
     JOB_KEY,
     active_model,
+    describe_model,
     get_dataset,
     get_store,
     keep_alive,
@@ -52,10 +53,17 @@ def _init_state() -> None:
     ss = st.session_state
     if K + "preset" not in ss:
         ss[K + "preset"] = DEFAULT_PRESET
-        for name, value in form.knobs_from_config(PRESETS[DEFAULT_PRESET]).items():
-            ss[K + name] = value
+        _set_knobs(form.knobs_from_config(PRESETS[DEFAULT_PRESET]))
     if K + "source" not in ss:
         ss[K + "source"] = "mnist" if mnist_available() else "sample"
+
+
+def _set_knobs(knobs: dict) -> None:
+    """Make the widgets show ``knobs`` (the Architecture choice follows the SPEC)."""
+    ss = st.session_state
+    for name, value in knobs.items():
+        ss[K + name] = value
+    ss[K + "arch"] = form.architecture_choice(knobs["layers"])
 
 
 def _knobs() -> dict:
@@ -66,13 +74,22 @@ def _knobs() -> dict:
 def _apply_preset() -> None:
     name = st.session_state[K + "preset"]
     if name in PRESETS:
-        for knob, value in form.knobs_from_config(PRESETS[name]).items():
-            st.session_state[K + knob] = value
+        _set_knobs(form.knobs_from_config(PRESETS[name]))
+    st.session_state.pop(K + "start_error", None)
 
 
 def _knob_changed() -> None:
     st.session_state[K + "preset"] = form.matching_preset(_knobs())
     st.session_state.pop(K + "start_error", None)  # the complaint was about the old value
+
+
+def _arch_changed() -> None:
+    """A named architecture fills in its SPEC; Custom keeps the SPEC there is, to edit."""
+    ss = st.session_state
+    choice = ss[K + "arch"]
+    if choice in form.ARCHITECTURES:
+        ss[K + "layers"] = form.ARCHITECTURES[choice][1]
+    _knob_changed()
 
 
 def _jobs() -> tuple[TrainingJob | None, TrainingJob | None]:
@@ -106,8 +123,7 @@ def _jobs() -> tuple[TrainingJob | None, TrainingJob | None]:
 def _show_config_of(job: TrainingJob) -> None:
     """After a reload, make the knobs show what the reattached training actually uses."""
     ss = st.session_state
-    for name, value in form.knobs_from_config(job.config).items():
-        ss[K + name] = value
+    _set_knobs(form.knobs_from_config(job.config))
     ss[K + "preset"] = form.matching_preset(form.knobs_from_config(job.config))
     source = getattr(job.dataset, "name", "").split("+")[0]
     if source in ("mnist", "sample"):
@@ -345,17 +361,18 @@ def _knobs_section(disabled: bool) -> None:
         persist_state="session",
         on_change=_apply_preset,
         disabled=disabled,
-        help="Notebook: the teaching notebook exactly (one hidden layer of 10, full-batch gradient "
-        "descent). Fast: a wider network with Adam and augmentation; reads drawings much better.",
+        help=form.preset_help(),
     )
     common = dict(on_change=_knob_changed, disabled=disabled, persist_state="session")
+    _architecture_field(disabled)
     c1, c2, c3, c4 = st.columns(4)
     with c1:
-        st.text_input("Hidden layers", key=K + "hidden", help="Sizes of the hidden layers, comma-separated: "
-                      "'10' is the notebook's 784-10-10, '256, 128' makes 784-256-128-10.", **common)
         st.selectbox("Activation", list(form.ACTIVATION_LABELS), format_func=form.ACTIVATION_LABELS.get,
                      key=K + "activation", help="Non-linearity of the hidden layers (the output is softmax).",
                      **common)
+        st.selectbox("Weight initialisation", list(form.INIT_LABELS), format_func=form.INIT_LABELS.get,
+                     key=K + "init", help="He suits ReLU, Xavier suits sigmoid/tanh; the notebook "
+                     "draws uniformly from [-0.5, 0.5).", **common)
     with c2:
         st.selectbox("Optimizer", list(form.OPTIMIZER_LABELS), format_func=form.OPTIMIZER_LABELS.get,
                      key=K + "optimizer", help="GD: plain gradient descent as in the notebook. SGD adds "
@@ -380,11 +397,17 @@ def _knobs_section(disabled: bool) -> None:
         st.number_input("Batch size", min_value=1, max_value=60_000, step=32, key=K + "batch_size",
                         help="Digits per gradient step for mini-batch training.",
                         **{**common, "disabled": disabled or st.session_state[K + "full_batch"]})
-    with st.expander("More settings: augmentation, L2, initialisation, seed"):
-        d1, d2, d3, d4 = st.columns(4)
+    with st.expander("More settings: augmentation, L2, schedule, seed"):
+        d1, d2, d3 = st.columns([2, 1, 1])
         with d1:
-            st.toggle("Augmentation", key=K + "augment", help="Randomly shift, rotate and scale the "
-                      "training digits each step: slower to fit, much better on hand-drawn digits.", **common)
+            parts = form.augment_parts()
+            chosen = list(st.session_state.get(K + "augment") or [])
+            if any(p not in parts for p in chosen):  # e.g. a session from before a part was renamed
+                st.session_state[K + "augment"] = [p for p in chosen if p in parts]
+            st.multiselect("Augmentation", list(parts), format_func=form.augment_label, key=K + "augment",
+                           placeholder="none", help="Random variations of the training digits, new ones "
+                           "every step: slower to fit, much better on hand-drawn digits. Empty: the digits "
+                           "as they are.", **common)
             st.selectbox("Learning-rate schedule", list(form.SCHEDULE_LABELS), format_func=form.SCHEDULE_LABELS.get,
                          key=K + "schedule", help="Cosine decay lowers the rate smoothly to 0 by the "
                          "last step, which usually gains a little accuracy.", **common)
@@ -396,12 +419,30 @@ def _knobs_section(disabled: bool) -> None:
                             key=K + "momentum", help="Only for the momentum optimizer: how much of the "
                             "previous update carries over.", **common)
         with d3:
-            st.selectbox("Weight initialisation", list(form.INIT_LABELS), format_func=form.INIT_LABELS.get,
-                         key=K + "init", help="He suits ReLU, Xavier suits sigmoid/tanh; the notebook "
-                         "draws uniformly from [-0.5, 0.5).", **common)
-        with d4:
             st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key=K + "seed",
                             help="Same seed, same settings, same data: same run.", **common)
+
+
+def _architecture_field(disabled: bool) -> None:
+    """Architecture: a named network or a custom SPEC, and the network it makes beside it."""
+    ss = st.session_state
+    a1, a2 = st.columns([1, 2])
+    with a1:
+        st.selectbox("Architecture", [*form.ARCHITECTURES, form.CUSTOM], format_func=form.architecture_label,
+                     key=K + "arch", on_change=_arch_changed, disabled=disabled, persist_state="session",
+                     help=form.ARCHITECTURE_HELP)
+    with a2:
+        if ss[K + "arch"] == form.CUSTOM:
+            st.text_input("Layers (SPEC)", key=K + "layers", on_change=_knob_changed, disabled=disabled,
+                          persist_state="session", placeholder="conv8-5,maxpool2,dense64",
+                          help=form.ARCHITECTURE_HELP)
+        try:
+            net = form.network_summary(ss[K + "layers"], ss[K + "activation"])
+        except ScratchnetError as err:
+            st.caption(f"⚠️ {err}")
+        else:
+            st.markdown(f"**{net.describe}** · {net.n_params:,} parameters"
+                        + ("" if ss[K + "arch"] == form.CUSTOM else f" · `{net.spec}`"))
 
 
 # --------------------------------------------------------------------------- live view
@@ -512,6 +553,8 @@ def _train_section(ds, own: TrainingJob | None, watched: TrainingJob | None) -> 
     err = st.session_state.get(K + "start_error")
     if err:
         st.error(err, icon="⚠️")
+    elif not own_active and ds is not None:
+        _estimate_caption(ds, queued_behind=shown_active)
     if shown is None:
         st.caption("Press **Start training**: progress, accuracy and loss appear here as it learns.")
         return
@@ -522,6 +565,24 @@ def _train_section(ds, own: TrainingJob | None, watched: TrainingJob | None) -> 
         _live_fragment(shown.id)
     else:
         _result_view(shown)
+
+
+def _estimate_caption(ds, *, queued_behind: bool) -> None:
+    """Before Start: how long these settings should train here (nothing if they are invalid)."""
+    try:
+        config = form.config_from_knobs(_knobs())
+        n_train = len(ds.y_train) + (_drawings_count() if st.session_state.get(K + "drawings") else 0)
+        config.validate(n_train=n_train)
+        n_val = 0 if ds.y_val is None else len(ds.y_val)
+        n_test = 0 if ds.y_test is None else len(ds.y_test)
+        seconds = form.estimate_seconds(config, n_train, n_val, n_test)
+    except ScratchnetError:
+        return  # Start says what is wrong
+    steps = config.total_steps(n_train)
+    wait = " once the training running now has finished" if queued_behind else ""
+    st.caption(f"⏱️ Estimated training time: **{form.format_estimate(seconds)}**{wait} "
+               f"({steps:,} iterations of {config.effective_batch_size(n_train):,} digits on this "
+               "server; the time left is measured once it runs).")
 
 
 # --------------------------------------------------------------------------- saved models
@@ -549,7 +610,7 @@ def _models_section() -> None:
             "Active": "✅" if info.name == active_name else "",
             "Name": info.name,
             "Created": info.created.astimezone().strftime("%Y-%m-%d %H:%M"),
-            "Network": "-".join(str(s) for s in meta.get("sizes", [])),
+            "Network": describe_model(meta),
             "Data": (meta.get("dataset") or {}).get("name", "?"),
             "Val acc": _pct(metrics.get("val_accuracy")),
             "Test acc": _pct(metrics.get("test_accuracy")),

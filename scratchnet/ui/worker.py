@@ -17,6 +17,7 @@ The page only renders: it submits a :class:`TrainingJob` to the process-wide
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
@@ -40,6 +41,10 @@ VAL_OVERHEAD = 0.03  # keep validation passes below ~3% of the training compute
 ASSUMED_FLOPS = 2e10  # single-thread float32 BLAS throughput; measured 17-40e9 on this 2-core box
 MIN_RECORDS = 20  # even short runs draw a curve, not two dots
 KEEP_FINISHED = 16  # finished jobs remembered for late polls (results, downloads)
+# The time left is measured over the most recent records, from the first record on: the steps
+# before it pay for warming up (buffers, the first BLAS calls, choosing how to use the cores),
+# and the rate of the last few dozen records follows a machine whose load changes.
+ETA_RECORDS = 20
 
 ACTIVE = ("queued", "running")
 ENDED = ("finished", "stopped", "diverged", "abandoned", "failed")
@@ -145,12 +150,30 @@ class Snapshot:
         return text
 
 
+def eta_seconds(records, total_steps: int) -> float | None:
+    """Seconds left at the rate of ``records`` ((step, seconds) pairs, oldest first).
+
+    The rate is taken between the oldest and the newest record, so whatever happened before
+    the oldest one (the slow first steps) never counts; with fewer than two records there is no
+    rate yet (None: "estimating").
+    """
+    if len(records) < 2:
+        return None
+    (step0, sec0), (step1, sec1) = records[0], records[-1]
+    if step1 <= step0 or sec1 < sec0:
+        return None
+    return (sec1 - sec0) / (step1 - step0) * max(0, total_steps - step1)
+
+
 def format_seconds(s: float | None) -> str:
+    """'4.2 s', '42 s', '3 min 05 s', '1 h 02 min'."""
     if s is None or not math.isfinite(s):
         return "?"
     s = max(0.0, s)
-    if s < 60:
-        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+    if s < 9.95:
+        return f"{s:.1f} s"
+    if round(s) < 60:
+        return f"{s:.0f} s"
     m, sec = divmod(int(round(s)), 60)
     if m < 60:
         return f"{m} min {sec:02d} s"
@@ -226,6 +249,7 @@ class TrainingJob:
         self._queue_position = 0
         self._last: Progress | None = None
         self._buffer = PointBuffer(MAX_POINTS)
+        self._recent: collections.deque = collections.deque(maxlen=ETA_RECORDS)  # (step, seconds)
         self._message = ""
         self._error = ""
         self._result: dict | None = None
@@ -249,9 +273,7 @@ class TrainingJob:
             points = list(self._buffer.items)
             if p is not None and (not points or points[-1][0] != p.step):
                 points.append(_point(p))
-            eta = None
-            if p is not None and p.step > 0 and self._status == "running":
-                eta = p.seconds / p.step * (p.total_steps - p.step)
+            eta = eta_seconds(self._recent, p.total_steps) if p is not None and self._status == "running" else None
             snap = Snapshot(
                 job_id=self.id,
                 status=self._status,
@@ -311,6 +333,7 @@ class TrainingJob:
         with self._lock:
             self._last = p
             self._buffer.add(_point(p))
+            self._recent.append((p.step, p.seconds))
             self._version += 1
 
     def cancel(self, status: str, message: str) -> None:
