@@ -68,8 +68,12 @@ def parse(spec) -> tuple[str, ...]:
     for i, tok in enumerate(raw, 1):
         m = _TOKEN.fullmatch(tok)
         if m is None:
-            raise SpecError(f"Layer {i} of the architecture, {tok!r}, is not understood; use {GRAMMAR}.")
-        conv_c, conv_k, pool_k, dense_n, bare_n = m.groups()
+            shown = tok if len(tok) <= 24 else tok[:20] + "..."
+            raise SpecError(f"Layer {i} of the architecture, {shown!r}, is not understood; use {GRAMMAR}.")
+        if any(g is not None and len(g.lstrip("0")) > 6 for g in m.groups()):
+            # also keeps int() below Python's limit on digits (a ValueError, not ours)
+            raise SpecError(f"Layer {i} of the architecture, {tok[:20]!r}..., has a number far too large.")
+        conv_c, conv_k, pool_k, dense_n, bare_n = (None if g is None else g.lstrip("0") or "0" for g in m.groups())
         if conv_c is not None:
             c, k = int(conv_c), int(conv_k)
             if not 1 <= c <= MAX_FILTERS:

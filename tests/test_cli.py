@@ -363,3 +363,81 @@ def test_predict_bad_image_reports_it_and_continues(capsys, tmp_path, trained, s
     lines = err.splitlines()
     assert len(lines) == 3 and "Traceback" not in err
     assert lines[0].startswith(str(fake)) and lines[1].startswith(str(blank))
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+def test_train_a_conv_net_from_a_layers_spec(capsys, tmp_path):
+    out_path = tmp_path / "conv.npz"
+    code, out, err = run(capsys, "train", "--layers", "conv4-5,maxpool2,dense16", "--iterations", 20,
+                         "--batch-size", 64, "--dataset", "sample", "--augment", "affine+flag",
+                         "--out", out_path, "--json")
+    assert code == 0, err
+    result = json_line(out)
+    assert result["architecture"] == "conv4-5,maxpool2,dense16"
+    net, meta = load_model(out_path)
+    assert net.describe() == "28x28 → conv4-5 → maxpool2 → dense16 → 10"
+    assert meta["architecture"] == "conv4-5,maxpool2,dense16" and meta["source"] == "cli"
+    assert meta["config"]["augment"] == "affine+flag" and meta["config"]["hidden"] is None
+    assert "conv4-5" in err  # the description line goes to stderr with --json
+
+
+def test_hidden_is_shorthand_for_dense_layers(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--hidden", "12,8", "--iterations", 5, "--dataset", "sample",
+                         "--out", tmp_path / "m.npz", "--json", "--quiet")
+    assert code == 0, err
+    assert json_line(out)["architecture"] == "dense12,dense8"
+    net, _ = load_model(tmp_path / "m.npz")
+    assert net.sizes == (784, 12, 8, 10)
+
+
+@pytest.mark.parametrize("spec, token", [
+    ("conv16", "'conv16'"),
+    ("conv16-5,maxpol2", "'maxpol2'"),
+    ("dense128,conv8-3", "'conv8-3'"),
+    ("conv8-4", "'conv8-4'"),
+    ("dense0", "'dense0'"),
+    ("conv300-3", "'conv300-3'"),
+    (",", "empty"),
+])
+def test_a_bad_spec_exits_2_naming_the_token_and_the_grammar(capsys, isolated_dirs, spec, token):
+    code, out, err = run(capsys, "train", "--layers", spec, "--dataset", "sample")
+    assert code == 2
+    assert_one_line_error(err)
+    assert token in err
+    assert "conv<C>-<K>" in err or "convolutions and pooling" in err or "kernel size" in err or "units" in err \
+        or "filters" in err
+    assert not (isolated_dirs / "models").exists()  # nothing trained, nothing written
+
+
+def test_layers_and_hidden_cannot_both_be_given(capsys, isolated_dirs):
+    code, _, err = run(capsys, "train", "--layers", "dense8", "--hidden", "8", "--dataset", "sample")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "not allowed with" in err
+
+
+def test_a_spec_too_big_for_memory_or_parameters_exits_2(capsys, isolated_dirs):
+    code, _, err = run(capsys, "train", "--layers", "conv256-9,conv256-9,dense4096", "--dataset", "sample")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "parameters" in err or "memory" in err
+
+
+def test_models_lists_conv_models_by_their_architecture(capsys, isolated_dirs):
+    code, _, err = run(capsys, "train", "--layers", "conv2-3,maxpool2,dense8", "--iterations", 3,
+                       "--dataset", "sample", "--name", "tiny-conv", "--quiet")
+    assert code == 0, err
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "tiny-conv" in out and "conv2-3,maxpool2,dense8" in out
+    code, out, _ = run(capsys, "models", "--json")
+    assert json_line(out.replace("\n", " "))[0]["architecture"] == "conv2-3,maxpool2,dense8"
+
+
+@pytest.mark.parametrize("spec", ["dense" + "9" * 5000, "conv" + "9" * 5000 + "-3", "maxpool" + "7" * 4400],
+                         ids=["dense", "conv", "maxpool"])
+def test_absurd_numbers_in_a_spec_are_a_clear_error(capsys, isolated_dirs, spec):
+    code, _, err = run(capsys, "train", "--layers", spec, "--dataset", "sample")
+    assert code == 2 and len(err) < 400
+    assert_one_line_error(err)
