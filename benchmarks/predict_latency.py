@@ -4,10 +4,11 @@
 
 Each call is ``feedback.read_digit(net, rgba)``, the Draw page's path after the browser's PNG is
 decoded: ``imaging.canvas_to_mnist`` (crop, fit into 20x20, centre of mass into 28x28) then
-``Network.predict_proba`` on a 784-256-128-10 network. The canvases are 50 different digits from
-the bundled MNIST sample, drawn as the canvas sends them (white strokes on black, 10x larger), used
-in turn. Reports median and 99th percentile over ``--calls`` calls, plus the two halves and the PNG
-decode on their own. Targets: median <= 1 ms, p99 <= 3 ms.
+``Network.predict_proba``, for the ``fast`` preset's 784-256-128-10 network and the ``best``
+preset's conv net (the weights' values do not change the time). The canvases are 50 different
+digits from the bundled MNIST sample, drawn as the canvas sends them (white strokes on black, 10x
+larger), used in turn. Reports median and 99th percentile over ``--calls`` calls, plus the parts
+and the PNG decode on their own. Targets: fast median <= 1 ms and p99 <= 3 ms; best median <= 3 ms.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np  # noqa: E402
 
 TARGET_MEDIAN_MS = 1.0
 TARGET_P99_MS = 3.0
+TARGET_BEST_MEDIAN_MS = 3.0
 
 
 def canvases(count: int = 50, side: int = 280) -> list[np.ndarray]:
@@ -74,6 +76,7 @@ def main(argv=None) -> int:
     from scratchnet.training import PRESETS, build_network
 
     net = build_network(PRESETS["fast"])  # the weights' values do not change the time
+    best = build_network(PRESETS["best"])
     rgbas = canvases()
     rows = [imaging.canvas_to_mnist(c).reshape(1, -1) for c in rgbas]
     pngs = []
@@ -82,11 +85,13 @@ def main(argv=None) -> int:
         Image.fromarray(c, "RGBA").save(buf, format="PNG")
         pngs.append(buf.getvalue())
 
-    print(f"{net!r}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    print(f"fast: {net!r}\nbest: {best!r}\n{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
     results = {
         "canvas -> probabilities (read_digit)": timed(lambda c: feedback.read_digit(net, c), rgbas, args.calls),
         "  canvas_to_mnist alone": timed(imaging.canvas_to_mnist, rgbas, args.calls),
         "  predict_proba alone (1 row)": timed(net.predict_proba, rows, args.calls),
+        "best: canvas -> probabilities": timed(lambda c: feedback.read_digit(best, c), rgbas, args.calls),
+        "  best: predict_proba alone (1 row)": timed(best.predict_proba, rows, args.calls),
         "  (PNG decode of the canvas, before)": timed(lambda b: np.asarray(Image.open(io.BytesIO(b))), pngs, args.calls),
     }
     print(f"{'':40s} {'median ms':>10} {'p99 ms':>8}")
@@ -95,8 +100,10 @@ def main(argv=None) -> int:
         print(f"{name:40s} {med:>10.3f} {p99:>8.3f}")
     med, p99 = summary(results["canvas -> probabilities (read_digit)"])
     ok = med <= TARGET_MEDIAN_MS and p99 <= TARGET_P99_MS
-    print(f"targets: median <= {TARGET_MEDIAN_MS} ms, p99 <= {TARGET_P99_MS} ms: "
+    print(f"targets: fast median <= {TARGET_MEDIAN_MS} ms, p99 <= {TARGET_P99_MS} ms: "
           f"{'met' if ok else 'MISSED'} ({args.calls} calls, load average {os.getloadavg()[0]:.2f})")
+    bmed, _ = summary(results["best: canvas -> probabilities"])
+    print(f"         best median <= {TARGET_BEST_MEDIAN_MS} ms: {'met' if bmed <= TARGET_BEST_MEDIAN_MS else 'MISSED'}")
     return 0
 
 

@@ -170,6 +170,7 @@ class Network:
         self.activation = activation
         self.init = init
         self.loss_fn = L.SoftmaxCrossEntropy()
+        self.input_size = int(np.prod(self.input_shape))
         self._lock = threading.RLock()
         self._n = 0
         if rng is not None:
@@ -296,8 +297,8 @@ class Network:
             X = X.reshape(1, -1)
         if X.dtype != DTYPE:
             X = X.astype(DTYPE)
-        per_row = int(np.prod(self.input_shape))
-        if X.ndim < 2 or int(np.prod(X.shape[1:])) != per_row:
+        per_row = self.input_size
+        if X.ndim < 2 or X.size != len(X) * per_row:
             from scratchnet.errors import DataError
 
             raise DataError(f"The model expects {per_row} pixels per image, got shape {X.shape}.")
@@ -375,7 +376,10 @@ class Network:
     # ----------------------------------------------------------------- inference
     def _chunk_rows(self) -> int:
         """Rows per inference pass: the buffers the network already has, else what fits INFER_BYTES."""
-        budget = max(16, min(MAX_INFER_ROWS, INFER_BYTES // max(1, self.bytes_per_row())))
+        per_row = self.__dict__.get("_row_bytes")
+        if per_row is None:
+            per_row = self._row_bytes = self.bytes_per_row()
+        budget = max(16, min(MAX_INFER_ROWS, INFER_BYTES // max(1, per_row)))
         cap = self.layers[0]._cap
         return min(cap, budget) if cap >= 64 else budget
 
