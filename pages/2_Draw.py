@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from scratchnet.ui import common, draw
+from scratchnet.ui import common, draw, room_draw
 
 common.setup_page("Draw", icon="✏️")
+if "room" in st.query_params and room_draw.render():
+    st.stop()  # the room mode; an unknown or closed room said why and falls through
 st.title("✏️ Draw a digit")
 
 chosen = draw.choose_model()

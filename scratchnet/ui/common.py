@@ -44,7 +44,7 @@ def setup_page(title: str, icon: str = DEFAULT_ICON, *, training_badge: bool = T
         _sidebar_training_status()
 
 
-NAV = (("app.py", "Home"), ("Train", "Train"), ("Draw", "Draw"), ("Inspect", "Inspect"))
+NAV = (("app.py", "Home"), ("Train", "Train"), ("Draw", "Draw"), ("Inspect", "Inspect"), ("Live", "Live"))
 
 
 def _sidebar_navigation() -> None:
