@@ -35,13 +35,14 @@ from scratchnet.rooms import RoomError, Rooms, join_url, presenter_url, qr_png, 
 from scratchnet.ui import common
 
 WALL_SECONDS = 1.0  # the wall's refresh: a drawing shows up within about a second of its answer
-TEACH_POLL_SECONDS = 0.5
+TEACH_POLL_SECONDS = 1.0
 LATEST = 24  # drawings in the wall's grid
 STUMPERS = 6
 MIN_TEACH = 3  # answered drawings before teaching is offered (fewer leave nothing to hold out)
 CELL = 112  # px of one drawing on the wall (4x the network's 28x28); BIG_CELL on the big screen
 BIG_CELL = 140
-QR_WIDTH, BIG_QR_WIDTH = 280, 520  # the big screen's QR code reads from the back of a hall
+QR_WIDTH = 280  # on the big screen the QR code takes its column's width (~500 px on a projector)
+BIG_LATEST = 12  # two rows on the big screen
 
 CODE = "live_code"  # the room this session presents
 KEY = "live_key"  # its presenter key (server-side session state only)
@@ -49,6 +50,7 @@ SHOW_LINK = "live_show_link"  # the presenter link, until the presenter hides it
 BIG = "live_big"  # the "Big screen" toggle
 NOTE = "live_note"  # one sentence for the next run: (kind, text)
 TEACH = "live_teach_job"
+TEACH_ERROR = "live_teach_error"
 
 
 def get_rooms() -> Rooms:
@@ -135,7 +137,7 @@ def _adopt_presenter_link(rooms: Rooms) -> None:
 
 
 def _forget_room() -> None:
-    for k in (CODE, KEY, SHOW_LINK, BIG, TEACH):
+    for k in (CODE, KEY, SHOW_LINK, BIG, TEACH, TEACH_ERROR):
         st.session_state.pop(k, None)
 
 
@@ -177,11 +179,18 @@ def render() -> None:
     else:
         st.title(":material/co_present: Live room")
     _show_note()
-    _header(code, key, big)
-    wall_fragment(code, big)
-    if not big:
-        st.divider()
-        _controls(code, key)
+    if big:  # the projector: how to join on the left, always; the live wall beside it
+        left, right = st.columns([2, 5], gap="large")
+        with left:
+            _join_panel(code)
+        with right:
+            st.toggle("Big screen", key=BIG)
+            wall_fragment(code, True)
+        return
+    _header(code, key)
+    wall_fragment(code, False)
+    st.divider()
+    _controls(code, key)
 
 
 def _lobby(rooms: Rooms) -> None:
@@ -220,18 +229,16 @@ def _open_room() -> None:
     st.session_state[SHOW_LINK] = True
 
 
-def _header(code: str, key: str, big: bool) -> None:
+def _join_panel(code: str) -> None:
+    join = join_url(base_url(), code)
+    st.markdown(f"<div class='live-code'>{code}</div>", unsafe_allow_html=True)  # validated: A-Z and 2-9 only
+    st.image(_qr(join), width="stretch")
+    st.markdown(f"#### {link_markdown(join)}")
+
+
+def _header(code: str, key: str) -> None:
     join = join_url(base_url(), code)
     qr = _qr(join)
-    if big:
-        left, right = st.columns([2, 3], gap="large")
-        with left:
-            st.markdown(f"<div class='live-code'>{code}</div>", unsafe_allow_html=True)  # validated: A-Z2-9
-            st.image(qr, width=BIG_QR_WIDTH)
-            st.markdown(f"### {link_markdown(join)}")
-        with right:
-            st.toggle("Big screen", key=BIG)
-        return
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.subheader(f"Room {code}")
@@ -259,7 +266,7 @@ def _big_screen_style() -> None:
     """Projector type sizes (static CSS, nothing from visitors in it); the sidebar hidden."""
     st.html(
         "<style>"
-        ".live-code{font-size:7rem;font-weight:800;letter-spacing:.15em;line-height:1.1}"
+        ".live-code{font-size:5rem;font-weight:800;letter-spacing:.12em;line-height:1.1}"
         ".st-key-live_wall [data-testid='stMetricValue']{font-size:4.5rem}"
         ".st-key-live_wall [data-testid='stMetricLabel'] p{font-size:1.6rem}"
         ".st-key-live_wall [data-testid='stText']{font-size:1.4rem}"
@@ -273,7 +280,7 @@ def _big_screen_style() -> None:
 
 def _wall_body(code: str, big: bool) -> None:
     try:
-        view = get_rooms().view(code, latest=LATEST, stumpers=STUMPERS)
+        view = get_rooms().view(code, latest=BIG_LATEST if big else LATEST, stumpers=STUMPERS)
     except RoomError as err:
         st.warning(escape_markdown(str(err)))
         return
@@ -288,8 +295,7 @@ def _wall_body(code: str, big: bool) -> None:
         hardest = view.hardest
         c4.metric("Hardest digit", "–" if hardest is None else str(hardest[0]),
                   help="The digit the network reads worst in this room.")
-        if hardest is not None:
-            c4.text(f"read right {hardest[1]:.0%} of the time")
+        c4.text(" " if hardest is None else f"read right {hardest[1]:.0%} of the time")
         if not view.latest:
             st.info("No drawings yet. Ask everyone to open the link and draw a digit.", icon=":material/draw:")
             return
@@ -330,8 +336,9 @@ def _grid(drawings, size: int, stumper: bool = False) -> None:
                 if x.image is not None:
                     st.image(feedback.enlarge(x.image, size))
                 st.text(cell_text(x, stumper))
-                if x.nickname:
-                    st.text(x.nickname)  # a visitor's words: plain text, never Markdown or HTML
+                # a visitor's words: plain text, never Markdown or HTML. Always an element, so every
+                # cell has the same shape from one refresh to the next (nothing stale left behind).
+                st.text(x.nickname or " ")
 
 
 def confusion_chart(confusion: np.ndarray) -> None:
@@ -410,40 +417,56 @@ def _room_model(rooms: Rooms, code: str):
 
 def _teach_section(code: str, key: str) -> None:
     st.subheader("Teach it the room's handwriting")
+    teach_fragment(code, key)
+
+
+def _teach_body(code: str, key: str) -> None:
+    """Live too: the count of answered drawings grows while people draw; a teaching's progress."""
     rooms = get_rooms()
+    error = st.session_state.pop(TEACH_ERROR, None)
+    if error:
+        st.error(escape_markdown(error), icon="⚠️")
     job = _JOBS.get(st.session_state.get(TEACH))
-    if job is not None and job.code == code and job.poll().active:
-        _teach_fragment(job.id)
+    if job is not None and job.code != code:
+        job = None
+    if job is not None and job.poll().active:
+        snap = job.poll()
+        text = "Waiting for another teaching to finish" if snap.status == "queued" else \
+            f"Teaching: {snap.fraction:.0%} ({snap.phase})"
+        st.progress(snap.fraction, text=text)
         return
     try:
-        X, y, _ids = rooms.answered_arrays(code)
+        answered = sum(1 for x in rooms.drawings(code) if x.answered)
+        model = _room_model(rooms, code)
     except RoomError as err:
         st.warning(escape_markdown(str(err)))
         return
-    model = _room_model(rooms, code)
     st.caption(
         f"Fine-tunes a copy of {'the room model ' + model[0] if model else 'the model'} on the room's "
-        f"{len(y)} answered drawing{'s' if len(y) != 1 else ''}, mixed with replayed MNIST digits so it does "
+        f"{answered} answered drawing{'s' if answered != 1 else ''}, mixed with replayed MNIST digits so it does "
         "not forget everyone else. Before and after are measured on drawings each tuned model did not learn from."
     )
     st.button("Teach it the room's handwriting", icon=":material/school:", key="live_teach",
-              disabled=len(y) < MIN_TEACH or model is None, on_click=_start, args=(code, key),
+              disabled=answered < MIN_TEACH or model is None, on_click=_start, args=(code, key),
               help=f"Needs at least {MIN_TEACH} answered drawings.")
-    if job is not None and job.code == code:
+    if job is not None:
         _teach_result(job, code, key)
+
+
+teach_fragment = st.fragment(run_every=TEACH_POLL_SECONDS)(_teach_body)
 
 
 def _start(code: str, key: str) -> None:
     try:
         job = start_teaching(code, key)
     except ScratchnetError as err:
-        _note("error", str(err))
+        st.session_state[TEACH_ERROR] = str(err)
         return
     st.session_state[TEACH] = job.id
 
 
 def start_teaching(code: str, key: str) -> "TeachJob":
-    """Queue the fine-tuning of the room's model on its answered drawings (presenter only).
+    """Start fine-tuning the room's model on its answered drawings (presenter only).
 
     The one call site to switch to the worker's fine-tuning job: everything it needs is here.
     """
@@ -462,22 +485,6 @@ def start_teaching(code: str, key: str) -> "TeachJob":
     _JOBS[job.id] = job
     job.start()
     return job
-
-
-def _teach_body(job_id: str) -> None:
-    job = _JOBS.get(job_id)
-    if job is None:
-        return
-    snap = job.poll()
-    if snap.active:
-        text = "Waiting for another teaching to finish" if snap.status == "queued" else \
-            f"Teaching: {snap.fraction:.0%} ({snap.phase})"
-        st.progress(snap.fraction, text=text)
-    else:
-        st.rerun()  # the whole page: show the result and the controls again
-
-
-_teach_fragment = st.fragment(run_every=TEACH_POLL_SECONDS)(_teach_body)
 
 
 def _teach_result(job: "TeachJob", code: str, key: str) -> None:
@@ -500,7 +507,7 @@ def _teach_result(job: "TeachJob", code: str, key: str) -> None:
     current = get_rooms().info(code).get("model")
     if snap.model_name and not p.refused:
         if current == snap.model_name:
-            st.success(f"The room draws against {snap.model_name} now.", icon=":material/check_circle:")
+            st.success(f"Everyone in the room draws against {snap.model_name} now.", icon=":material/check_circle:")
         else:
             st.button(f"Make {snap.model_name} the room's model", type="primary", key="live_use_taught",
                       on_click=_use_model, args=(code, key, snap.model_name))
@@ -510,9 +517,7 @@ def _use_model(code: str, key: str, name: str) -> None:
     try:
         get_rooms().set_model(code, key, name)
     except RoomError as err:
-        _note("error", str(err))
-        return
-    _note("success", f"Everyone in room {code} now draws against {name}.")
+        st.session_state[TEACH_ERROR] = str(err)
 
 
 # --------------------------------------------------------------------------- the teaching job
