@@ -75,6 +75,7 @@ class Run:
     seconds: float
     elements: list = field(default_factory=list)  # (kind, proto) in arrival order
     fragment: tuple[str, float] | None = None  # (fragment_id, interval) asked for by run_every
+    fragments: list = field(default_factory=list)  # every (fragment_id, interval), in page order
 
     def of(self, kind: str) -> list:
         return [p for k, p in self.elements if k == kind]
@@ -108,11 +109,12 @@ class Run:
 class Session:
     """One browser tab, over Streamlit's websocket; methods are blocking and single-threaded."""
 
-    def __init__(self, base_url: str, page: str = "", timeout: float = 60.0):
+    def __init__(self, base_url: str, page: str = "", timeout: float = 60.0, query_string: str = ""):
         from websockets.sync.client import connect
 
         ws_url = base_url.replace("http://", "ws://", 1).rstrip("/") + "/_stcore/stream"
         self.page = page
+        self.query_string = query_string  # what the address bar holds after "?", e.g. "room=K7QX2M"
         self.timeout = timeout
         self.page_hash = ""
         # __enter__ opens the connection (``with`` is not used: the session outlives this call).
@@ -147,6 +149,8 @@ class Session:
         cs.page_name = self.page
         if self.page_hash:
             cs.page_script_hash = self.page_hash
+        if self.query_string:
+            cs.query_string = self.query_string
         cs.widget_states.SetInParent()
         cs.widget_states.widgets.extend(widgets)
         if fragment_id:
@@ -168,6 +172,7 @@ class Session:
                 run.elements.append((ek, getattr(el, ek)))
             elif kind == "auto_rerun":
                 run.fragment = (fm.auto_rerun.fragment_id, fm.auto_rerun.interval)
+                run.fragments.append(run.fragment)
             elif kind == "script_finished" and fm.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                 run.seconds = time.perf_counter() - start
                 return run
