@@ -24,8 +24,8 @@ def page_links(at) -> list[str]:
 def test_sidebar_navigation_names_every_page(env_dirs):
     at = run_home()
     links = [(p.proto.label, p.proto.page) for p in at.sidebar.get("page_link")]
-    assert [label for label, _ in links] == ["Home", "Train", "Draw", "Inspect"]
-    assert [page for _, page in links][1:] == ["Train", "Draw", "Inspect"]
+    assert [label for label, _ in links] == ["Home", "Train", "Draw", "Inspect", "Live"]
+    assert [page for _, page in links][1:] == ["Train", "Draw", "Inspect", "Live"]
 
 
 def test_home_without_model_or_mnist(env_dirs):

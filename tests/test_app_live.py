@@ -393,3 +393,16 @@ def test_the_presenters_key_means_nothing_to_the_draw_page(trained_model_store):
     phone = page(DRAW, room=code, key=key)
     assert not {k for k in buttons(phone) if str(k).startswith("live_")}
     assert metric(phone, "Drawings") is None
+
+
+def test_the_join_link_uses_the_public_address_when_set(trained_model_store, monkeypatch):
+    monkeypatch.setenv("SCRATCHNET_PUBLIC_URL", "https://digits.example.org/")
+    at, code, key = open_room()
+    assert f"(https://digits.example.org/Draw?room={code})" in markdown_and_alerts(at)
+    assert at.code[0].value == f"https://digits.example.org/Live?room={code}&key={key}"
+
+
+def test_without_a_model_the_lobby_says_so(env_dirs):
+    at = page(LIVE)
+    assert at.button(key="live_open").disabled
+    assert "no trained model yet" in markdown_and_alerts(at)

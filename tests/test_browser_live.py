@@ -128,9 +128,12 @@ def test_a_room_of_three_phones_and_a_wall(browser, streamlit_server):
         expect(wall.get_by_text("a 4 read as 1", exact=False).first).to_be_visible()  # the stumper
         if os.environ.get("SCRATCHNET_SCREENSHOTS") == "1":
             wall.get_by_text("Your presenter link").click()  # fold the key away before the picture
+            wall.set_viewport_size({"width": 1400, "height": 1250})
             wall.get_by_role("heading", name="Live room").evaluate("e => e.scrollIntoView({block: 'start'})")
             wall.wait_for_timeout(1500)
             wall.screenshot(path=str(ROOT / "docs" / "live.png"))
+
+            wall.set_viewport_size({"width": 1400, "height": 1000})
 
         # a phone edits its address: to the Live page, with and without a guessed key
         intruder = phones[0].pages[0]

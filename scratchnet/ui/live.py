@@ -33,6 +33,7 @@ from scratchnet import feedback
 from scratchnet.errors import ScratchnetError
 from scratchnet.rooms import RoomError, Rooms, join_url, presenter_url, qr_png, validate_code
 from scratchnet.ui import common
+from scratchnet.ui.room_draw import escape_markdown
 
 WALL_SECONDS = 1.0  # the wall's refresh: a drawing shows up within about a second of its answer
 TEACH_POLL_SECONDS = 1.0
@@ -104,11 +105,6 @@ def _show_note() -> None:
     if note:
         kind, text = note
         getattr(st, kind, st.info)(escape_markdown(text))
-
-
-def escape_markdown(text: str) -> str:
-    """``text`` for st.info/st.warning, which render Markdown: every Markdown character escaped."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
 
 
 def _adopt_presenter_link(rooms: Rooms) -> None:
@@ -247,7 +243,8 @@ def _header(code: str, key: str) -> None:
                    "The link carries only the room code, never your controls.")
         st.toggle("Big screen", key=BIG, help="Large type for a projector; the QR code stays on screen.")
         if st.session_state.get(SHOW_LINK):
-            with st.expander("🔑 Your presenter link: bookmark it now (shown only this once)", expanded=False):
+            with st.expander("Your presenter link: bookmark it now (shown only this once)", expanded=False,
+                             icon=":material/key:"):
                 st.caption("It brings back this wall and its controls after a reload. It holds your secret "
                            "key: never put it on the projector or share it.")
                 st.code(presenter_url(base_url(), code, key), language=None)

@@ -42,6 +42,7 @@ READ_CACHE = "room_read_cache"  # (fingerprint of the canvas PNG, model name, Re
 
 
 def escape_markdown(text: str) -> str:
+    """``text`` for st.info/st.warning, which render Markdown: every Markdown character escaped."""
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
 
 
