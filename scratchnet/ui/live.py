@@ -40,6 +40,7 @@ TEACH_POLL_SECONDS = 1.0
 LATEST = 24  # drawings in the wall's grid
 STUMPERS = 6
 MIN_TEACH = 3  # answered drawings before teaching is offered (fewer leave nothing to hold out)
+KEEP_JOBS = 8  # finished teachings remembered for their pages
 CELL = 112  # px of one drawing on the wall (4x the network's 28x28); BIG_CELL on the big screen
 BIG_CELL = 140
 QR_WIDTH = 280  # on the big screen the QR code takes its column's width (~500 px on a projector)
@@ -479,6 +480,8 @@ def start_teaching(code: str, key: str) -> "TeachJob":
     dataset = common.get_dataset("mnist")  # full MNIST when downloaded, else the bundled sample
     job = TeachJob(code, name, net, meta, X, y, dataset, common.get_store(),
                    drawings_meta={"room": code, "ids": ids[:50]})
+    for old in [j for j in _JOBS.values() if not j.poll().active][:-KEEP_JOBS]:
+        _JOBS.pop(old.id, None)  # a finished teaching holds a model and its drawings: keep a few
     _JOBS[job.id] = job
     job.start()
     return job

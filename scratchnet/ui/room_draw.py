@@ -21,7 +21,6 @@ import re
 import secrets
 import time
 
-import numpy as np
 import streamlit as st
 
 from scratchnet import feedback
@@ -274,7 +273,7 @@ def _result(code: str, model_name: str, reading) -> None:
         st.warning(escape_markdown(error), icon=":material/hourglass:")
         if p["refused"] or p["id"] is not None:
             ss.pop(ERROR, None)
-    if p["id"] is None and not p["refused"] or p["label"] is not None and not p["refused"]:
+    if not p["refused"] and (p["id"] is None or p["label"] is not None):  # still to go up, or its answer
         _settle_fragment()
     draw.probability_chart(reading.probabilities)
     draw.remember_drawing(reading, "canvas")
