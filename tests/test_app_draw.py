@@ -448,7 +448,9 @@ def test_drawings_it_now_misreads_are_shown_too(trained_model_store, monkeypatch
     assert "1 (now 8)" in [c for im in at.get("image") for c in im.captions]
 
 
-def test_teaching_can_be_stopped_and_the_model_stays(trained_model_store, monkeypatch):
+@pytest.mark.parametrize("start, stop", [("draw_teach", "draw_teach_stop"),
+                                         ("draw_teach_canvas", "draw_teach_stop_canvas")])
+def test_teaching_can_be_stopped_and_the_model_stays(trained_model_store, monkeypatch, start, stop):
     from scratchnet import personal
     from scratchnet.ui import draw
     from scratchnet.ui.worker import get_manager
@@ -456,12 +458,15 @@ def test_teaching_can_be_stopped_and_the_model_stays(trained_model_store, monkey
     monkeypatch.setattr(personal, "STEPS", personal.MAX_STEPS)
     at = open_page()
     label_three(at)
-    at.button(key="draw_teach").click().run()
+    at.button(key=start).click().run()
     job = get_manager().get(at.session_state[draw.TEACH_JOB])
     at = rerun_until(at, lambda a: job.snapshot().step > 0)
-    assert "draw_teach_stop" in buttons(at) and at.get("progress")
-    assert "draw_teach" not in buttons(at)
-    at.button(key="draw_teach_stop").click().run()
+    # the progress shows where the button was pressed: beside the answer, or in the section
+    assert len(at.get("progress")) == 1 and {b for b in buttons(at) if "stop" in b} == {stop}
+    beside = "the progress is beside your drawing" in captions(at)
+    assert beside == (start == "draw_teach_canvas")
+    assert "draw_teach" not in buttons(at) and "draw_teach_canvas" not in buttons(at)
+    at.button(key=stop).click().run()
     at = rerun_until(at, taught)
     assert job.snapshot().status == "stopped"
     assert "was stopped" in " ".join(w.value for w in at.warning)

@@ -52,6 +52,8 @@ TEACH_INPUT = "draw_teach_input"  # what that job learns from: {images uint8 (n,
 TEACH_ADOPTED = "draw_teach_adopted"  # the fine-tuning job whose outcome the page already took in
 TEACH_RESULT = "draw_teach_result"  # its outcome: figures, message, model name, the drawings
 TEACH_ERROR = "draw_teach_error"
+TEACH_WHERE = "draw_teach_where"  # which button started it: "canvas" | "upload" (beside the answer) | "section"
+TEACH_SHOWN = "_draw_teach_progress_shown"  # this run already drew the progress beside the answer
 TEACH_POLL_SECONDS = 0.5
 TEACH_SOURCE = "draw-personal"  # the personal model's metadata "source"
 THUMB = 84  # 3x: the drawings in the before/after galleries
@@ -417,7 +419,7 @@ def was_this_right(reading, model_name: str, source: str) -> None:
         st.success(f"Saved as a {saved[fp]}. Thank you! Draw another one.", icon=":material/check_circle:")
         corrected = next((d for d in my_drawings() if d["fp"] == fp and d["label"] != d["predicted"]), None)
         if corrected is not None:  # right after "No, it is a …": when people want it
-            teach_offer(model_name, key=f"draw_teach_{source}", inline=True)
+            teach_offer(model_name, key=f"draw_teach_{source}", where=source)
         return
 
     def keep(label):
@@ -529,12 +531,22 @@ def _new_drawings() -> int:
     return sum(d["fp"] not in learned for d in mine)
 
 
-def teach_offer(model_name: str, *, key: str, inline: bool = False) -> None:
-    """The "Teach it my handwriting" button, or what is missing before it makes sense."""
+def teach_offer(model_name: str, *, key: str, where: str) -> None:
+    """The "Teach it my handwriting" button, or what is missing before it makes sense.
+
+    ``where`` is "canvas" or "upload" beside an answer (the run's progress then shows there if it
+    was started there), or "section" for the page's own section below.
+    """
+    inline = where != "section"
     n = len(my_drawings())
-    if _teaching_now():
+    job = _teach_job()
+    if job is not None and job.snapshot().active:
         if inline:
-            st.caption("⏳ Learning your handwriting now: the progress is below.")
+            if st.session_state.get(TEACH_WHERE) == where and not st.session_state.get(TEACH_SHOWN):
+                st.session_state[TEACH_SHOWN] = True
+                _teach_progress(job, stop_key=f"draw_teach_stop_{where}")
+            else:
+                st.caption("⏳ Learning your handwriting now: the progress is below.")
         return
     if n < MIN_TEACH:
         more = MIN_TEACH - n
@@ -543,16 +555,23 @@ def teach_offer(model_name: str, *, key: str, inline: bool = False) -> None:
         return
     fresh = _new_drawings()
     if not fresh:
-        if not inline:
-            st.caption("It has learned from all your drawings: label more to teach it again.")
+        st.caption("✅ It has learned from your drawings: what changed is below." if inline else
+                   "It has learned from all your drawings: label more to teach it again.")
         return
     st.button(
         "Teach it my handwriting", icon=":material/school:", key=key, type="primary" if inline else "secondary",
-        on_click=_start_teach, args=(model_name,),
+        on_click=_start_teach, args=(model_name, where),
         help=f"Tunes a copy of this model for a few seconds on your {n} labelled drawings, mixed with "
         "MNIST digits so it does not forget how others write. The copy becomes your model on this "
         "page; everyone else keeps theirs.",
     )
+
+
+def _teach_progress(job, *, stop_key: str) -> None:
+    common.keep_alive(job)
+    _teach_fragment(job.id)
+    st.button("Stop", icon=":material/stop_circle:", key=stop_key, on_click=_stop_teach,
+              help="Stops before the next step; the model you had stays.")
 
 
 def _load_named(name: str):
@@ -578,7 +597,7 @@ def teach_base(model_name: str):
     return model_name, net, meta
 
 
-def _start_teach(model_name: str) -> None:
+def _start_teach(model_name: str, where: str = "section") -> None:
     from scratchnet.ui.worker import FinetuneJob, get_manager, idle_timeout
 
     ss = st.session_state
@@ -601,6 +620,7 @@ def _start_teach(model_name: str) -> None:
     common.keep_alive(job)
     get_manager().submit(job)
     ss[TEACH_JOB] = job.id
+    ss[TEACH_WHERE] = where
     ss[TEACH_INPUT] = {"images": np.stack([feedback.to_uint8(d["image"]) for d in mine]),
                        "fps": [d["fp"] for d in mine], "base": base_name}
 
@@ -664,11 +684,12 @@ def teach_section(model_name: str) -> None:
     """Teach it my handwriting: the offer, the run's progress, and what it changed."""
     st.subheader("Teach it your handwriting")
     job = _teach_job()
+    shown_beside = st.session_state.pop(TEACH_SHOWN, False)  # a flag for this run only
     if job is not None and job.snapshot().active:
-        common.keep_alive(job)
-        _teach_fragment(job.id)
-        st.button("Stop", icon=":material/stop_circle:", key="draw_teach_stop", on_click=_stop_teach,
-                  help="Stops before the next step; the model you had stays.")
+        if shown_beside:
+            st.caption("⏳ Learning your handwriting now: the progress is beside your drawing, above.")
+        else:
+            _teach_progress(job, stop_key="draw_teach_stop")
     else:
         result = st.session_state.get(TEACH_RESULT)
         if result:
@@ -679,7 +700,7 @@ def teach_section(model_name: str) -> None:
                 "it can learn from your drawings: a copy of the model is tuned for a few seconds on "
                 "them, mixed with MNIST digits so it keeps reading everybody else."
             )
-        teach_offer(model_name, key="draw_teach")
+        teach_offer(model_name, key="draw_teach", where="section")
     err = st.session_state.pop(TEACH_ERROR, None)
     if err:
         st.error(err, icon="⚠️")
