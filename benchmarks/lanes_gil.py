@@ -4,7 +4,7 @@
 
 One full-batch iteration of the ``notebook`` preset (784-10-10, 59,000 digits in 1,024-row chunks)
 timed three ways: all chunks on one thread; the shipped path (two lanes of chunks on two threads,
-``Workspace.loss_and_grads`` with a ``PairRunner``); and the same two halves in two *processes*
+``fast.step.Step.loss_and_grads`` with a ``PairRunner``); and the same two halves in two *processes*
 (forked, each timing its own half; nothing else is shared). A chunk is two long matrix products
 and ~40 short NumPy calls on 1024x10 arrays; each short call holds the GIL for most of its
 length, so two threads cannot overlap them, while two processes can. The package itself never
@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     from scratchnet.datasets import load_mnist
-    from scratchnet.network import PairRunner, Workspace
+    from scratchnet.fast.pair import PairRunner
+    from scratchnet.fast.step import Step
     from scratchnet.training import FULL_BATCH_CHUNK, PRESETS, build_network
 
     threadpool_limits(1)
@@ -53,10 +54,11 @@ def main(argv=None) -> int:
             times.append(time.perf_counter() - t)
         return statistics.median(times) * 1e3
 
-    one = Workspace(net, FULL_BATCH_CHUNK)
-    one_ms = per_iteration(lambda: (one._chunks(X[:half], y[:half], 1 / len(y)),
-                                    one._chunks(X[half:], y[half:], 1 / len(y))))
-    lanes = Workspace(net, FULL_BATCH_CHUNK, PairRunner())
+    one = Step(net, FULL_BATCH_CHUNK)
+    acc = np.empty_like(net.grad_flat)
+    one_ms = per_iteration(lambda: (one._chunks(net, acc, X[:half], y[:half], 1 / len(y)),
+                                    one._chunks(net, acc, X[half:], y[half:], 1 / len(y))))
+    lanes = Step(net, FULL_BATCH_CHUNK, PairRunner())
     threads_ms = per_iteration(lambda: lanes.loss_and_grads(X, y))
 
     r, w = os.pipe()
@@ -64,8 +66,8 @@ def main(argv=None) -> int:
     for part in (slice(0, half), slice(half, None)):
         pid = os.fork()
         if pid == 0:  # child: time its half, report, leave without cleanup
-            ws = Workspace(net, FULL_BATCH_CHUNK)
-            ms = per_iteration(lambda: ws._chunks(X[part], y[part], 1 / len(y)))
+            ws = Step(net, FULL_BATCH_CHUNK)
+            ms = per_iteration(lambda: ws._chunks(net, acc, X[part], y[part], 1 / len(y)))
             os.write(w, f"{ms}\n".encode())
             os._exit(0)
         pids.append(pid)

@@ -25,4 +25,6 @@ with tab_upload:
                      empty_hint="Upload a photo or scan of one handwritten digit.")
 
 st.divider()
+draw.teach_section(name)
+st.divider()
 draw.drawings_summary(name)

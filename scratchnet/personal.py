@@ -31,7 +31,7 @@ from scratchnet.network import Network
 from scratchnet.training import Progress, TrainConfig, run, train
 
 STEPS = 60  # fine-tuning steps (each a batch of replayed digits + copies of the drawings)
-LR = 3e-4  # Adam; a tenth of a fresh training's, so the model moves, but not far
+LR = 3e-4  # Adam; under a third of a fresh training's 1e-3 (decaying to 0), so the model moves, but not far
 REPLAY = 96  # replayed training digits per step
 COPIES = 4  # augmented copies of each drawing per step ...
 MAX_DRAWING_ROWS = 64  # ... up to this many drawing rows per step (see copies_per_step)

@@ -271,3 +271,204 @@ def test_the_newest_reading_is_handed_to_the_inspect_page(trained_model_store):
     np.testing.assert_array_equal(at.session_state["last_drawing"], drawn)
     at.run()
     np.testing.assert_array_equal(at.session_state["last_drawing"], drawn)
+
+
+# --------------------------------------------------------------------------- teach it my handwriting
+
+# A 1 written with a flag and a foot, in a few versions (the page centres and scales every
+# drawing, so a shifted copy would be the very same input): the small test model reads them as 2s.
+VARIANTS = [{}, {"width": 22}, {"top": 60, "flag_y": 105}, {"foot": (110, 190)}]
+
+
+def flagged_one(flag_x=100, flag_y=90, foot=(100, 200), top=40, bottom=240, width=18) -> Image.Image:
+    from PIL import ImageDraw
+
+    im = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    d = ImageDraw.Draw(im)
+    d.line([(flag_x, flag_y), (150, top), (150, bottom)], fill=(255, 255, 255, 255), width=width, joint="curve")
+    d.line([(foot[0], bottom), (foot[1], bottom)], fill=(255, 255, 255, 255), width=width, joint="curve")
+    return im
+
+
+def answer_no(at: AppTest, digit: int) -> None:
+    no = [s for s in at.selectbox if str(s.key).startswith("draw_no_canvas_")][0]
+    no.set_value(digit).run()
+    assert not at.exception, at.exception
+
+
+def captions(at: AppTest) -> str:
+    return " ".join(c.value for c in at.caption)
+
+
+def buttons(at: AppTest) -> set:
+    return {b.key for b in at.button}
+
+
+def label_three(at: AppTest) -> None:
+    """One drawing it reads right ("Yes"), then two flagged 1s it misreads ("No, it is a 1")."""
+    draw_on(at, draw_digit("1"))
+    at.button(key="draw_yes_canvas").click().run()
+    assert "Label 2 more drawings" in captions(at)
+    assert "draw_teach" not in buttons(at)
+    for variant in VARIANTS[:2]:
+        at.button(key="draw_clear").click().run()
+        draw_on(at, flagged_one(**variant))
+        assert metric(at, "Prediction") == "2"
+        answer_no(at, 1)
+    assert len(at.session_state["draw_my_drawings"]) == 3
+
+
+def teach(at: AppTest, key: str = "draw_teach_canvas") -> AppTest:
+    at.button(key=key).click().run()
+    assert not at.exception, at.exception
+    return rerun_until(at, taught)
+
+
+def taught(at: AppTest) -> bool:
+    """Has the page taken in the outcome of this session's latest teaching?"""
+    ss = at.session_state
+    return "draw_teach_adopted" in ss and ss["draw_teach_adopted"] == ss["draw_teach_job"]
+
+
+def test_teach_it_my_handwriting_then_compare_and_share(trained_model_store):
+    from scratchnet import personal
+    from scratchnet.ui import draw
+    from scratchnet.ui.worker import get_manager
+
+    at = open_page()
+    for i, variant in enumerate(VARIANTS[:3]):
+        if i:
+            at.button(key="draw_clear").click().run()
+        draw_on(at, flagged_one(**variant))
+        assert metric(at, "Prediction") == "2"
+        answer_no(at, 1)
+        if i == 0:  # one correction is not enough yet
+            assert "Label 2 more drawings" in captions(at) and "draw_teach_canvas" not in buttons(at)
+    # right after the third "No, it is a …": the offer, beside the answer and in its section
+    assert {"draw_teach_canvas", "draw_teach"} <= buttons(at)
+    at.button(key="draw_teach_canvas").click().run()
+    assert not at.exception, at.exception
+    job = get_manager().get(at.session_state[draw.TEACH_JOB])
+    assert job is not None and job.kind == "fine-tuning" and job.base_name == "test-model"
+    assert job.y.tolist() == [1, 1, 1]
+    at = rerun_until(at, taught)
+    p = job.personal
+    name = personal.personal_name("test-model")
+    assert job.snapshot().status == "finished" and not p.refused
+    # saved, this session's model, not everyone's
+    assert name in trained_model_store.names() and trained_model_store.active_name() == "test-model"
+    box = at.selectbox(key="draw_model")
+    assert box.value == name
+    assert f"{name} (yours)" in box.options and "test-model (active)" in box.options
+    # the figures: drawings before/after (cross-checked), validation before/after
+    assert metric(at, "Your drawings") == f"{p.drawings_after:.0%}"
+    assert metric(at, "MNIST validation") == f"{p.val_after:.1%}"
+    assert f"{p.drawings_before:.0%} → {p.drawings_after:.0%} of 3 (cross-checked)" in captions(at)
+    assert f"{p.val_before:.1%} → {p.val_after:.1%}" in captions(at)
+    assert any(p.message in s.value for s in at.success)
+    assert 2 in p.fixed  # the flagged 1 still on the canvas, read right by a model tuned without it
+    shown = [m.value for m in at.markdown]
+    assert any(v.startswith(f"**Now read right** ({len(p.fixed)}") for v in shown)
+    thumbs = [c for im in at.get("image") for c in im.captions]
+    assert "1 (was 2)" in thumbs
+    # the new answer: the drawing still on the canvas is now read as a 1
+    assert metric(at, "Prediction") == "1"
+    # compare with the base, then back
+    at.selectbox(key="draw_model").set_value("test-model").run()
+    assert metric(at, "Prediction") == "2"
+    at.selectbox(key="draw_model").set_value(name).run()
+    assert metric(at, "Prediction") == "1"
+    assert "learned a handwriting from 3 drawings on top of test-model" in captions(at)
+    # a new active model elsewhere does not take this session's personal model away
+    trained_model_store.set_active("test-model")
+    at.run()
+    assert at.selectbox(key="draw_model").value == name
+    # everyone's, only when asked
+    at.button(key="draw_make_everyones").click().run()
+    assert not at.exception, at.exception
+    assert trained_model_store.active_name() == name
+    assert "everyone's model now" in captions(at) and "draw_make_everyones" not in buttons(at)
+    assert f"{name} (yours, active)" in at.selectbox(key="draw_model").options
+    # nothing new to learn from: no button until another drawing is labelled
+    assert "draw_teach" not in buttons(at) and "learned from all your drawings" in captions(at)
+
+
+def test_teaching_again_starts_from_the_base_with_every_drawing(trained_model_store, monkeypatch):
+    from scratchnet import personal
+    from scratchnet.ui import draw
+    from scratchnet.ui.worker import get_manager
+
+    monkeypatch.setattr(personal, "STEPS", 20)
+    at = open_page()
+    label_three(at)
+    at = teach(at)
+    first = at.session_state[draw.TEACH_RESULT]["model_name"]
+    at.button(key="draw_clear").click().run()
+    draw_on(at, flagged_one(**VARIANTS[3]))
+    at.button(key="draw_yes_canvas").click().run()  # a fourth drawing, read right by the personal model
+    at = teach(at, key="draw_teach")
+    job = get_manager().get(at.session_state[draw.TEACH_JOB])
+    assert job.base_name == "test-model" and len(job.y) == 4  # not the personal model on top
+    second = at.session_state[draw.TEACH_RESULT]["model_name"]
+    assert second != first and {first, second} <= set(trained_model_store.names())
+    assert at.selectbox(key="draw_model").value == second
+
+
+def test_a_refused_teaching_says_why_and_changes_nothing(trained_model_store, monkeypatch):
+    from scratchnet import personal
+
+    monkeypatch.setattr(personal, "LR", 0.5)  # tuning this hard costs everybody else: refused
+    at = open_page()
+    label_three(at)
+    at = teach(at, key="draw_teach")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Fine-tuning was refused" in warnings and "base model was kept" in warnings
+    assert trained_model_store.names() == ["test-model"]
+    assert at.selectbox(key="draw_model").value == "test-model"
+    assert metric(at, "Your drawings") is None and "draw_make_everyones" not in buttons(at)
+
+
+def test_drawings_it_now_misreads_are_shown_too(trained_model_store, monkeypatch):
+    """The "other way" gallery: a drawing the base read right and the personal model reads wrong."""
+    from scratchnet import personal
+
+    real = personal.finetune
+
+    def with_a_broken_one(*args, **kwargs):
+        outcome = real(*args, **kwargs)
+        outcome.predicted_after[0] = 8  # the first drawing, a 1 the base read right
+        return outcome
+
+    monkeypatch.setattr(personal, "finetune", with_a_broken_one)
+    monkeypatch.setattr(personal, "STEPS", 20)
+    at = open_page()
+    label_three(at)
+    at = teach(at)
+    assert any(m.value.startswith("**Now read wrong** (1") for m in at.markdown)
+    assert "1 (now 8)" in [c for im in at.get("image") for c in im.captions]
+
+
+@pytest.mark.parametrize("start, stop", [("draw_teach", "draw_teach_stop"),
+                                         ("draw_teach_canvas", "draw_teach_stop_canvas")])
+def test_teaching_can_be_stopped_and_the_model_stays(trained_model_store, monkeypatch, start, stop):
+    from scratchnet import personal
+    from scratchnet.ui import draw
+    from scratchnet.ui.worker import get_manager
+
+    monkeypatch.setattr(personal, "STEPS", personal.MAX_STEPS)
+    at = open_page()
+    label_three(at)
+    at.button(key=start).click().run()
+    job = get_manager().get(at.session_state[draw.TEACH_JOB])
+    at = rerun_until(at, lambda a: job.snapshot().step > 0)
+    # the progress shows where the button was pressed: beside the answer, or in the section
+    assert len(at.get("progress")) == 1 and {b for b in buttons(at) if "stop" in b} == {stop}
+    beside = "the progress is beside your drawing" in captions(at)
+    assert beside == (start == "draw_teach_canvas")
+    assert "draw_teach" not in buttons(at) and "draw_teach_canvas" not in buttons(at)
+    at.button(key=stop).click().run()
+    at = rerun_until(at, taught)
+    assert job.snapshot().status == "stopped"
+    assert "was stopped" in " ".join(w.value for w in at.warning)
+    assert trained_model_store.names() == ["test-model"] and at.selectbox(key="draw_model").value == "test-model"
+    assert "draw_teach" in buttons(at)  # it may be taught again

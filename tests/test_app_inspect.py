@@ -489,3 +489,33 @@ def test_unusual_conv_shapes_render_without_errors(env_dirs, spec, activation):
         assert "cannot be drawn" in infos and "first layer is not a convolution" in infos
         activity = next(df.value for df in at.dataframe if "kind" in df.value.columns)
         assert activity["name"].tolist() == ["dense8"]  # the unit activity is still shown
+
+
+def test_training_tab_of_a_personal_model_shows_its_base_and_drawings(trained_model_store, sample):
+    from scratchnet import personal
+
+    base, base_meta = trained_model_store.load("test-model")
+    X, y = sample.X_val[:6], sample.y_val[:6].astype(np.int64)
+    result = personal.finetune(base, X, y, sample, base_meta=base_meta, base_name="test-model", steps=20)
+    assert not result.refused
+    name = personal.personal_name("test-model")
+    trained_model_store.save(result.net, result.metadata, name=name)
+    at = open_page()
+    at.selectbox(key="inspect_model").set_value(name).run()
+    assert not at.exception, at.exception
+    training = tab(at, "Training")
+    text = tab_texts(training)
+    val = base_meta["metrics"]["val_accuracy"]
+    assert "**A personal model**" in text and "from 6 labelled drawings" in text
+    assert f"base model **test-model**: `{base.architecture}`, {val:.2%} on validation digits." in text
+    figures = {m.label: m.value for m in training.metric}
+    assert figures["Drawings: before → after"] == f"{result.drawings_before:.2%} → {result.drawings_after:.2%}"
+    assert figures["Validation: before → after"] == f"{result.val_before:.2%} → {result.val_after:.2%}"
+    assert image_captions(training) == [str(v) for v in y]  # the drawings it learned from, labelled
+    # a model that is not personal has none of this
+    at.selectbox(key="inspect_model").set_value("test-model").run()
+    assert "A personal model" not in tab_texts(tab(at, "Training"))
+    # its base deleted: still described, and said so
+    trained_model_store.delete("test-model")
+    at = open_page()
+    assert "(no longer in the model store)" in tab_texts(tab(at, "Training"))

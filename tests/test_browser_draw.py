@@ -97,3 +97,51 @@ def test_draw_with_a_finger_on_a_phone(browser, streamlit_server):
         expect(prediction(page)).to_have_text("1")
     finally:
         context.close()
+
+
+# A 1 written with a flag and a foot (two strokes), in three versions: the small test model misreads
+# each (as a 2 or a 3); the page centres and scales drawings, so versions differ in shape, not place.
+FLAGGED_ONES = [
+    [[(100, 90), (150, 40), (150, 240)], [(100, 240), (200, 240)]],
+    [[(100, 105), (150, 60), (150, 240)], [(100, 240), (200, 240)]],
+    [[(90, 100), (150, 40), (150, 240)], [(110, 240), (190, 240)]],
+]
+
+
+def test_correct_it_three_times_then_teach_it_my_handwriting(page, streamlit_server):
+    """Draw, correct ("No, it is a 1"), three times; teach; the same drawing is now read as a 1."""
+    import re
+
+    from playwright.sync_api import expect
+
+    mark = streamlit_server.log_mark()
+    canvas, hint = open_draw(page, streamlit_server)
+    for i, strokes in enumerate(FLAGGED_ONES):
+        if i:
+            page.get_by_role("button", name="Clear").click()
+            expect(hint).to_be_visible()
+            canvas = page.locator("canvas.upper-canvas")
+            expect(canvas).to_have_count(1)
+        for points in strokes:
+            stroke(page, canvas, points)
+            page.wait_for_timeout(400)  # each stroke is sent on its own (200 ms debounce)
+        expect(prediction(page)).not_to_have_text("1")
+        expect(page.get_by_role("combobox", name=re.compile("No, it is a"))).to_be_visible()
+        page.wait_for_timeout(500)  # the reading of the whole drawing, not of its first stroke
+        page.get_by_role("combobox", name=re.compile("No, it is a")).click()
+        page.get_by_role("option", name="1", exact=True).click()
+        expect(page.get_by_text("Saved as a 1")).to_be_visible()
+        if i < 2:
+            expect(page.get_by_role("button", name="Teach it my handwriting")).to_have_count(0)
+
+    teach = page.get_by_role("button", name="Teach it my handwriting")
+    expect(teach.first).to_be_visible()  # right beside the answer (and in its own section below)
+    teach.first.click()
+    expect(page.get_by_text("This page now reads your drawings with")).to_be_visible(timeout=90_000)
+    expect(page.get_by_text(re.compile(r"of 3 \(cross-checked\)"))).to_be_visible()
+    expect(page.get_by_test_id("stMetric").filter(has_text="MNIST validation")).to_be_visible()
+    expect(page.get_by_role("combobox", name="Model")).to_have_value(re.compile(r"test-model-personal-.*\(yours\)"))
+    expect(prediction(page)).to_have_text("1")  # the new answer, for the drawing still on the canvas
+    expect(page.get_by_role("button", name="Make it everyone's model")).to_be_visible()
+    log = streamlit_server.log_since(mark)
+    assert "Traceback" not in log, log

@@ -1,4 +1,5 @@
-"""The Train page's worker, headless: bounded points, saving, stop, queue, idle timeout, divergence."""
+"""The pages' worker, headless: bounded points, saving, stop, queue, idle timeout, divergence;
+fine-tuning jobs queued, polled, stopped and abandoned like trainings."""
 
 import threading
 import time
@@ -7,12 +8,13 @@ import numpy as np
 import pytest
 
 from scratchnet.datasets import load_sample
-from scratchnet.errors import ConfigError, ScratchnetError
+from scratchnet.errors import ConfigError, DataError, ScratchnetError
 from scratchnet.store import ModelStore
 from scratchnet.training import PRESETS, Progress, TrainConfig
 from scratchnet.ui import worker
 from scratchnet.ui.worker import (
     MAX_POINTS,
+    FinetuneJob,
     PointBuffer,
     TrainingJob,
     TrainingManager,
@@ -340,3 +342,144 @@ def test_manager_survives_a_reimport_of_the_module():
     manager = worker.get_manager()
     fresh = importlib.reload(worker)  # what Streamlit's file watcher does in development
     assert fresh.get_manager() is manager
+
+
+# --------------------------------------------------------------------------- fine-tuning jobs
+
+
+@pytest.fixture(scope="module")
+def base_model(sample):
+    """A small trained MLP and its metadata, as the store would hold it."""
+    job = TrainingJob(TINY.replace(iterations=120), sample, save=False, idle_timeout=None)
+    assert job.run().status == "finished"
+    return job.net, job.metadata()
+
+
+@pytest.fixture
+def drawings(sample):
+    """Eight 'drawings' with their right labels (validation digits stand in for a visitor's)."""
+    return sample.X_val[:8].copy(), sample.y_val[:8].astype(np.int64)
+
+
+def base_store(tmp_path, base_model):
+    store = ModelStore(tmp_path)
+    store.save(*base_model, name="base")
+    store.set_active("base")
+    return store
+
+
+def finetune_job(base_model, drawings, sample, **kw):
+    net, meta = base_model
+    X, y = drawings
+    kw = {"base_name": "base", "base_meta": meta, "steps": 10, "folds": 2, "idle_timeout": None, **kw}
+    return FinetuneJob(net, X, y, sample, **kw)
+
+
+def test_finetune_job_saves_a_personal_model_that_is_not_made_active(tmp_path, base_model, drawings, sample):
+    from scratchnet import personal
+
+    store = base_store(tmp_path, base_model)
+    arrays = [p.copy() for p in base_model[0].params()]
+    job = finetune_job(base_model, drawings, sample, store=store)
+    assert job.snapshot().total_steps == 30  # two cross-validation runs, then the final one
+    snap = job.run()
+    assert snap.status == "finished" and snap.kind == "fine-tuning" and snap.step == snap.total_steps == 30
+    p = job.personal
+    r = snap.result
+    assert not p.refused and r["refused"] is False and snap.message == p.message
+    assert r["model_name"] == personal.personal_name("base") and r["activated"] is False
+    assert store.active_name() == "base"  # one visitor's model, not everyone's
+    for key in ("drawings_before", "drawings_after", "val_before", "val_after", "n_drawings"):
+        assert r[key] == getattr(p, key)
+    assert r["fixed"] == p.fixed.tolist() and r["broken"] == p.broken.tolist()
+    assert r["labels"] == drawings[1].tolist() and len(r["predicted_after"]) == 8
+    net, meta = store.load(r["model_name"])
+    assert meta["personal"]["base"] == "base" and meta["source"] == "personal" and meta["status"] == "finished"
+    X, y = personal.decode_drawings(meta)
+    np.testing.assert_allclose(X, drawings[0], atol=1 / 255)
+    np.testing.assert_array_equal(net.predict(sample.X_val[:50]), p.net.predict(sample.X_val[:50]))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, base_model[0].params()))  # base untouched
+
+
+def test_finetune_job_waits_in_the_same_queue_as_trainings(tmp_path, base_model, drawings, sample):
+    store = base_store(tmp_path, base_model)
+    manager = TrainingManager(max_running=1)
+    training = manager.submit(TrainingJob(ENDLESS, sample, save=False, idle_timeout=None))
+    wait_for(lambda: training.snapshot().status == "running")
+    job = manager.submit(finetune_job(base_model, drawings, sample, store=store))
+    time.sleep(0.3)
+    assert (job.snapshot().status, job.snapshot().queue_position) == ("queued", 1)
+    assert manager.active_jobs() == [training, job]
+    training.request_stop()
+    assert job.done.wait(30)
+    assert job.snapshot().status == "finished" and job.snapshot().result["model_name"] in store.names()
+    # and one stopped while it waits never starts
+    blocker = manager.submit(TrainingJob(ENDLESS, sample, save=False, idle_timeout=None))
+    queued = manager.submit(finetune_job(base_model, drawings, sample, store=store, name="never"))
+    wait_for(lambda: queued.snapshot().queue_position == 1)
+    queued.request_stop()
+    assert queued.done.wait(5) and queued.snapshot().status == "stopped" and queued.snapshot().step == 0
+    blocker.request_stop()
+    assert blocker.done.wait(10) and "never" not in store.names()
+
+
+def test_finetune_job_stopped_while_running_keeps_the_base(tmp_path, base_model, drawings, sample):
+    store = base_store(tmp_path, base_model)
+    manager = TrainingManager(max_running=1)
+    job = manager.submit(finetune_job(base_model, drawings, sample, store=store, steps=1000, folds=5))
+    wait_for(lambda: job.snapshot().step > 0)
+    snap = job.snapshot()
+    assert snap.status == "running" and snap.phase == "Cross-validating" and snap.total_steps == 6000
+    assert "Iteration" in snap.progress_text
+    job.request_stop()
+    assert job.done.wait(10)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and "was stopped" in snap.message and snap.phase == ""
+    assert snap.result["refused"] is True and "model_name" not in snap.result
+    assert store.names() == ["base"] and job.personal.net is base_model[0]
+
+
+def test_unpolled_finetune_job_is_abandoned(tmp_path, base_model, drawings, sample):
+    clock = FakeClock()
+    store = base_store(tmp_path, base_model)
+    manager = TrainingManager(max_running=1)
+    job = manager.submit(finetune_job(base_model, drawings, sample, store=store, steps=1000, folds=5,
+                                      idle_timeout=60, clock=clock))
+    wait_for(lambda: job.snapshot().step > 0)
+    job.poll()
+    clock.now += 61  # nobody polled for more than 60 s
+    assert job.done.wait(10)
+    snap = job.snapshot()
+    assert snap.status == "abandoned" and "without anyone watching" in snap.message
+    assert store.names() == ["base"] and store.active_name() == "base"
+
+
+def test_refused_finetune_job_saves_nothing_and_says_why(tmp_path, base_model, drawings, sample):
+    store = base_store(tmp_path, base_model)
+    snap = finetune_job(base_model, drawings, sample, store=store, lr=0.5, steps=40).run()
+    assert snap.status == "finished" and snap.result["refused"] is True
+    assert "refused" in snap.message and "base model was kept" in snap.message
+    assert "model_name" not in snap.result and store.names() == ["base"]
+
+
+def test_finetune_job_refuses_bad_drawings_at_submit(base_model, drawings, sample):
+    X, y = drawings
+    with pytest.raises(DataError, match="no drawings"):
+        finetune_job(base_model, (X[:0], y[:0]), sample)
+    with pytest.raises(DataError, match="digit from 0 to 9"):
+        finetune_job(base_model, (X, np.full(len(y), 12)), sample)
+    with pytest.raises(DataError, match="28x28"):
+        finetune_job(base_model, (X[:, :100], y), sample)
+    with pytest.raises(ConfigError, match="steps"):
+        finetune_job(base_model, drawings, sample, steps=0)
+
+
+def test_a_finetune_failure_in_the_thread_is_reported(base_model, drawings, sample, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("scratchnet.personal.finetune", boom)
+    snap = finetune_job(base_model, drawings, sample, save=False).run()
+    assert snap.status == "failed" and "disk on fire" in snap.error
+    with pytest.raises(ScratchnetError, match="no model to keep"):
+        finetune_job(base_model, drawings, sample).keep()

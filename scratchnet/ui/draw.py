@@ -1,4 +1,5 @@
-"""The Draw page's Streamlit pieces: canvas, upload, model choice, result and "Was this right?".
+"""The Draw page's Streamlit pieces: canvas, upload, model choice, result, "Was this right?" and
+"Teach it my handwriting".
 
 Everything that can be computed without Streamlit (preprocessing, prediction, the feedback
 store) lives in :mod:`scratchnet.feedback`; this module only arranges widgets around it, so
@@ -41,6 +42,22 @@ SAVED = "draw_saved"  # {input fingerprint: label} of drawings this session alre
 LAST_DRAWING = "last_drawing"  # (28, 28) float32: the Inspect page offers "My last drawing"
 LAST_SEEN = "draw_last_seen"  # {source: fingerprint} of each input's latest reading
 
+# "Teach it my handwriting" (scratchnet.personal through the training queue)
+MY_DRAWINGS = "draw_my_drawings"  # this session's labelled drawings: [{fp, image (28, 28), label, predicted}]
+MAX_MY_DRAWINGS = 500  # the newest kept per session (each 3 KB); all of them fit in a model's metadata
+MIN_TEACH = 3  # labelled drawings before "Teach it my handwriting" is offered
+MY_MODELS = "draw_my_models"  # personal models this session made: its own, it keeps them in the picker
+TEACH_JOB = "draw_teach_job"  # this session's fine-tuning job (scratchnet.ui.worker.FinetuneJob)
+TEACH_INPUT = "draw_teach_input"  # what that job learns from: {images uint8 (n, 28, 28), fps, base}
+TEACH_ADOPTED = "draw_teach_adopted"  # the fine-tuning job whose outcome the page already took in
+TEACH_RESULT = "draw_teach_result"  # its outcome: figures, message, model name, the drawings
+TEACH_ERROR = "draw_teach_error"
+TEACH_WHERE = "draw_teach_where"  # which button started it: "canvas" | "upload" (beside the answer) | "section"
+TEACH_SHOWN = "_draw_teach_progress_shown"  # this run already drew the progress beside the answer
+TEACH_POLL_SECONDS = 0.5
+TEACH_SOURCE = "draw-personal"  # the personal model's metadata "source"
+THUMB = 84  # 3x: the drawings in the before/after galleries
+
 
 def canvas_key() -> str:
     return f"draw_canvas_{st.session_state.get(CANVAS_GEN, 0)}"
@@ -72,23 +89,33 @@ def choose_model():
         return None
     names = [i.name for i in infos]
     active = store.active_name()
-    adopted = _adopt_quick_model()
+    quick = _adopt_quick_model()
+    taught = _adopt_personal_model()
+    adopted = taught or quick
+    mine = st.session_state.get(MY_MODELS) or []
     current = st.session_state.get(MODEL_CHOICE)
     # Follow the active model when it changes (a new one trained on the Train page), otherwise
-    # keep this session's own pick; a quick model this session just trained comes first.
+    # keep this session's own pick; a model this session just made (a quick one, a personal one)
+    # comes first, and a personal model stays this session's model until it picks another.
     if adopted in names:
         st.session_state[MODEL_CHOICE] = adopted
-    elif current not in names or st.session_state.get(ACTIVE_SEEN) != active:
+    elif current not in names or (st.session_state.get(ACTIVE_SEEN) != active and current not in mine):
         current = active if active in names else names[0]
         st.session_state[MODEL_CHOICE] = current
     st.session_state[ACTIVE_SEEN] = active
+
+    def label(n: str) -> str:
+        tags = [t for t, on in (("yours", n in mine), ("active", n == active)) if on]
+        return f"{n} ({', '.join(tags)})" if tags else n
+
     name = st.selectbox(
         "Model",
         names,
         key=MODEL_CHOICE,
-        format_func=lambda n: f"{n} (active)" if n == active else n,
+        format_func=label,
         help="The network that reads your drawing. The active model is the one chosen on the "
-        "Train page; picking another here only affects this page.",
+        "Train page; picking another here only affects this page. Models marked “yours” learned "
+        "your handwriting: switch between one and its base model to compare them.",
     )
     info = infos[names.index(name)]
     try:
@@ -101,8 +128,18 @@ def choose_model():
     st.caption(
         f"{net.describe()} network, {(meta.get('dataset') or {}).get('name', '?')} data"
         + (f", {acc:.1%} on held-out digits" if isinstance(acc, (int, float)) and math.isfinite(acc) else "")
+        + _personal_caption(meta)
     )
     return name, net, meta
+
+
+def _personal_caption(meta: dict) -> str:
+    p = meta.get("personal")
+    if not isinstance(p, dict):
+        return ""
+    n = p.get("n_drawings")
+    drawings = f"{n} drawing{'s' if n != 1 else ''}" if isinstance(n, int) else "drawings"
+    return f"; learned a handwriting from {drawings} on top of {p.get('base') or 'another model'}"
 
 
 def quick_model_offer() -> None:
@@ -380,9 +417,13 @@ def was_this_right(reading, model_name: str, source: str) -> None:
     st.markdown("**Was this right?**")
     if fp in saved:
         st.success(f"Saved as a {saved[fp]}. Thank you! Draw another one.", icon=":material/check_circle:")
+        corrected = next((d for d in my_drawings() if d["fp"] == fp and d["label"] != d["predicted"]), None)
+        if corrected is not None:  # right after "No, it is a …": when people want it
+            teach_offer(model_name, key=f"draw_teach_{source}", where=source)
         return
 
     def keep(label):
+        remember_label(reading, int(label), fp, model_name)
         try:
             store.add(reading.image, label, predicted=reading.digit, model=model_name)
         except ScratchnetError as err:
@@ -447,3 +488,285 @@ def drawings_summary(model_name: str | None) -> None:
             key="draw_download",
             help="The notebook's format: label, then 784 pixels 0-255 (white digit on black).",
         )
+
+
+# --------------------------------------------------------------------------- teach it my handwriting
+
+
+def remember_label(reading, label: int, fp: str, model_name: str) -> None:
+    """Keep a drawing this session labelled, 28x28 as the network saw it, for teaching.
+
+    A drawing answered twice (the canvas and the upload tab see the same picture, or a save that
+    failed and was answered again) counts once, with its latest label.
+    """
+    mine = [d for d in my_drawings() if d["fp"] != fp]
+    mine.append({"fp": fp, "image": np.array(reading.image, dtype=np.float32).reshape(28, 28),
+                 "label": int(label), "predicted": int(reading.digit), "model": model_name})
+    st.session_state[MY_DRAWINGS] = mine[-MAX_MY_DRAWINGS:]
+
+
+def my_drawings() -> list[dict]:
+    """This session's labelled drawings, oldest first."""
+    return list(st.session_state.get(MY_DRAWINGS) or [])
+
+
+def _teach_job():
+    from scratchnet.ui.worker import get_manager
+
+    return get_manager().get(st.session_state.get(TEACH_JOB))
+
+
+def _teaching_now() -> bool:
+    job = _teach_job()
+    return job is not None and job.snapshot().active
+
+
+def _new_drawings() -> int:
+    """Labelled drawings the last finished teaching did not learn from (all of them before one)."""
+    mine = my_drawings()
+    last = st.session_state.get(TEACH_RESULT)
+    if not last or last.get("status") != "finished":
+        return len(mine)
+    learned = set(last.get("fps") or [])
+    return sum(d["fp"] not in learned for d in mine)
+
+
+def teach_offer(model_name: str, *, key: str, where: str) -> None:
+    """The "Teach it my handwriting" button, or what is missing before it makes sense.
+
+    ``where`` is "canvas" or "upload" beside an answer (the run's progress then shows there if it
+    was started there), or "section" for the page's own section below.
+    """
+    inline = where != "section"
+    n = len(my_drawings())
+    job = _teach_job()
+    if job is not None and job.snapshot().active:
+        if inline:
+            if st.session_state.get(TEACH_WHERE) == where and not st.session_state.get(TEACH_SHOWN):
+                st.session_state[TEACH_SHOWN] = True
+                _teach_progress(job, stop_key=f"draw_teach_stop_{where}")
+            else:
+                st.caption("⏳ Learning your handwriting now: the progress is below.")
+        return
+    if n < MIN_TEACH:
+        more = MIN_TEACH - n
+        st.caption(f"Label {more} more drawing{'s' if more != 1 else ''} and the network can learn your "
+                   f"handwriting from {'them' if n else 'your drawings'}.")
+        return
+    fresh = _new_drawings()
+    if not fresh:
+        st.caption("✅ It has learned from your drawings: what changed is below." if inline else
+                   "It has learned from all your drawings: label more to teach it again.")
+        return
+    st.button(
+        "Teach it my handwriting", icon=":material/school:", key=key, type="primary" if inline else "secondary",
+        on_click=_start_teach, args=(model_name, where),
+        help=f"Tunes a copy of this model for a few seconds on your {n} labelled drawings, mixed with "
+        "MNIST digits so it does not forget how others write. The copy becomes your model on this "
+        "page; everyone else keeps theirs.",
+    )
+
+
+def _teach_progress(job, *, stop_key: str) -> None:
+    common.keep_alive(job)
+    _teach_fragment(job.id)
+    st.button("Stop", icon=":material/stop_circle:", key=stop_key, on_click=_stop_teach,
+              help="Stops before the next step; the model you had stays.")
+
+
+def _load_named(name: str):
+    info = common.get_store().info(name)
+    stat = info.path.stat()
+    return _load(str(info.path), stat.st_mtime_ns, stat.st_size)
+
+
+def teach_base(model_name: str):
+    """``(name, net, meta)`` to teach: the model itself, or a personal model's own base.
+
+    Teaching again after more drawings starts from the base with all of them, not from the
+    personal model (whose figures would then count drawings it already learned as unseen).
+    """
+    net, meta = _load_named(model_name)
+    base = (meta.get("personal") or {}).get("base") if isinstance(meta.get("personal"), dict) else None
+    if isinstance(base, str) and base != model_name:
+        try:
+            base_net, base_meta = _load_named(base)
+            return base, base_net, base_meta
+        except (OSError, ScratchnetError):
+            pass  # the base is gone: teach the personal model itself
+    return model_name, net, meta
+
+
+def _start_teach(model_name: str, where: str = "section") -> None:
+    from scratchnet.ui.worker import FinetuneJob, get_manager, idle_timeout
+
+    ss = st.session_state
+    ss.pop(TEACH_ERROR, None)
+    if _teaching_now():  # a double click
+        return
+    mine = my_drawings()
+    try:
+        if len(mine) < MIN_TEACH:
+            raise DataError(f"Label at least {MIN_TEACH} drawings first.")
+        base_name, base, base_meta = teach_base(model_name)
+        X = np.stack([d["image"].reshape(784) for d in mine]).astype(np.float32)
+        y = np.array([d["label"] for d in mine], dtype=np.int64)
+        job = FinetuneJob(base, X, y, common.get_dataset("mnist"), store=common.get_store(),
+                          base_name=base_name, base_meta=base_meta, idle_timeout=idle_timeout(),
+                          source=TEACH_SOURCE)
+    except (OSError, ScratchnetError) as err:
+        ss[TEACH_ERROR] = str(err)
+        return
+    common.keep_alive(job)
+    get_manager().submit(job)
+    ss[TEACH_JOB] = job.id
+    ss[TEACH_WHERE] = where
+    ss[TEACH_INPUT] = {"images": np.stack([feedback.to_uint8(d["image"]) for d in mine]),
+                       "fps": [d["fp"] for d in mine], "base": base_name}
+
+
+def _adopt_personal_model() -> str | None:
+    """Take in this session's fine-tuning once it ended: keep its outcome, return its model's name."""
+    ss = st.session_state
+    job = _teach_job()
+    if job is None or ss.get(TEACH_ADOPTED) == job.id:
+        return None
+    snap = job.snapshot()
+    if snap.active:
+        return None
+    ss[TEACH_ADOPTED] = job.id
+    given = ss.get(TEACH_INPUT) or {}
+    ss[TEACH_RESULT] = {**(snap.result or {}), "status": snap.status, "message": snap.message,
+                        "error": snap.error, "job": job.id, **given}
+    name = (snap.result or {}).get("model_name")
+    if name:
+        ss[MY_MODELS] = [*(ss.get(MY_MODELS) or []), name]
+    return name
+
+
+def _teach_body(job_id: str) -> None:
+    from scratchnet.ui.worker import get_manager, max_trainings
+
+    job = get_manager().get(job_id)
+    if job is None:
+        return
+    snap = job.poll()
+    if snap.status == "queued":
+        n = max_trainings()
+        st.info(f"⏳ Another training is using this server ({n} at a time): yours is number "
+                f"{snap.queue_position} in line and starts by itself.")
+        st.progress(0.0, text=snap.progress_text)
+    elif snap.active:
+        what = ("Cross-checking: models tuned without one part of your drawings read it"
+                if snap.phase == "Cross-validating" else "Learning your handwriting")
+        st.progress(snap.fraction, text=f"{what} · {snap.progress_text}")
+    else:
+        st.rerun()  # the whole page: the personal model is there (or the reason it is not)
+
+
+_teach_fragment = st.fragment(run_every=TEACH_POLL_SECONDS)(_teach_body)
+
+
+def _stop_teach() -> None:
+    job = _teach_job()
+    if job is not None:
+        job.request_stop()
+
+
+def _make_everyones(name: str) -> None:
+    try:
+        common.set_active_model(name)
+    except (OSError, ScratchnetError) as err:
+        st.session_state[TEACH_ERROR] = str(err)
+
+
+def teach_section(model_name: str) -> None:
+    """Teach it my handwriting: the offer, the run's progress, and what it changed."""
+    st.subheader("Teach it your handwriting")
+    job = _teach_job()
+    shown_beside = st.session_state.pop(TEACH_SHOWN, False)  # a flag for this run only
+    if job is not None and job.snapshot().active:
+        if shown_beside:
+            st.caption("⏳ Learning your handwriting now: the progress is beside your drawing, above.")
+        else:
+            _teach_progress(job, stop_key="draw_teach_stop")
+    else:
+        result = st.session_state.get(TEACH_RESULT)
+        if result:
+            teach_result(result)
+        else:
+            st.caption(
+                "Correct the network a few times with “No, it is a …” (or confirm it with “Yes”), and "
+                "it can learn from your drawings: a copy of the model is tuned for a few seconds on "
+                "them, mixed with MNIST digits so it keeps reading everybody else."
+            )
+        teach_offer(model_name, key="draw_teach", where="section")
+    err = st.session_state.pop(TEACH_ERROR, None)
+    if err:
+        st.error(err, icon="⚠️")
+
+
+def _thumbs(images, idx, captions) -> None:
+    st.image([feedback.enlarge(images[i], THUMB) for i in idx], caption=captions, width=THUMB)
+
+
+def teach_result(r: dict) -> None:
+    """What the last teaching did: drawings fixed and broken, accuracy before and after, or why not."""
+    status = r.get("status")
+    if status == "failed":
+        st.error(f"Teaching failed: {r.get('error')}", icon="🐞")
+        return
+    name = r.get("model_name")
+    if not name:  # refused, stopped, abandoned or diverged: the model this page used stays
+        st.warning(r.get("message") or f"Teaching ended ({status}); your model did not change.",
+                   icon=":material/block:")
+        if r.get("error"):
+            st.error(r["error"], icon="⚠️")
+        return
+    st.success(f"{r.get('message', '')} This page now reads your drawings with **{name}**, for you only; "
+               f"pick **{r.get('base', 'the base model')}** in the model list above to compare.",
+               icon=":material/school:")
+    c1, c2 = st.columns(2)
+    before, after = r.get("drawings_before"), r.get("drawings_after")
+    with c1:
+        if after is None:
+            st.metric("Your drawings", "–", help="With a single drawing there is none left to check it on.")
+        else:
+            st.metric("Your drawings", f"{after:.0%}", f"{(after - before) * 100:+.0f} pp from {before:.0%}",
+                      help="Cross-checked: each of your drawings is read by a model tuned without it, never "
+                      "by one that learned it; “before” is the base model, which never saw them.")
+        st.caption(f"Read right, before → after: {before:.0%} → "
+                   f"{'–' if after is None else f'{after:.0%}'} of {r.get('n_drawings')} (cross-checked).")
+    with c2:
+        vb, va = r.get("val_before"), r.get("val_after")
+        if va is None:
+            st.metric("MNIST validation", "–")
+        else:
+            st.metric("MNIST validation", f"{va:.1%}", f"{(va - vb) * 100:+.1f} pp from {vb:.1%}",
+                      help="MNIST digits neither model trained on: the personal model must still read "
+                      "everybody else (it is refused if it loses more than 1 point).")
+        st.caption(f"Validation digits, before → after: {_pct(vb)} → {_pct(va)}.")
+    images = r.get("images")
+    labels, before_p, after_p = r.get("labels") or [], r.get("predicted_before") or [], r.get("predicted_after") or []
+    fixed, broken = r.get("fixed") or [], r.get("broken") or []
+    if images is not None and len(images) == len(labels):
+        if fixed:
+            st.markdown(f"**Now read right** ({len(fixed)}; wrong before)")
+            _thumbs(images, fixed, [f"{labels[i]} (was {before_p[i]})" for i in fixed])
+        if broken:
+            st.markdown(f"**Now read wrong** ({len(broken)}; right before)")
+            _thumbs(images, broken, [f"{labels[i]} (now {after_p[i]})" for i in broken])
+        if not fixed and not broken:
+            st.caption("No drawing changed its reading.")
+    store = common.get_store()
+    if name in store.names():
+        if store.active_name() == name:
+            st.caption(f"✅ **{name}** is everyone's model now (the active model).")
+        else:
+            st.button("Make it everyone's model", icon=":material/public:", key="draw_make_everyones",
+                      on_click=_make_everyones, args=(name,),
+                      help="Makes your personal model the active model: every visitor and page uses it.")
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{x:.1%}"

@@ -1045,6 +1045,8 @@ def _training_tab(net: Network, meta: dict) -> None:
     arch = meta.get("architecture") or net.architecture
     st.markdown(f"**Architecture**: `{arch}`, i.e. {net.describe()} "
                 f"({net.n_params:,} parameters, {net.activation}).")
+    if isinstance(meta.get("personal"), dict):
+        _personal_section(meta["personal"], meta)
 
     df = ins.history_frame(meta)
     m = meta.get("metrics") or {}
@@ -1092,3 +1094,44 @@ def _training_tab(net: Network, meta: dict) -> None:
     ds = meta.get("dataset") or {}
     if ds:
         st.caption("Data: " + ", ".join(f"{k} = {v}" for k, v in ds.items()))
+
+
+def _personal_section(p: dict, meta: dict) -> None:
+    """A personal model ("Teach it my handwriting"): its base, the drawings it learned from, the figures."""
+    from scratchnet import personal
+
+    base = p.get("base") or "an unnamed model"
+    try:
+        kept = base in common.get_store().names()
+    except (OSError, ScratchnetError):
+        kept = False
+    bm = p.get("base_metrics") if isinstance(p.get("base_metrics"), dict) else {}
+    scores = [f"{_pct(bm[k])} on {what}" for k, what in (("val_accuracy", "validation digits"),
+                                                          ("test_accuracy", "test digits"))
+              if isinstance(bm.get(k), (int, float))]
+    base_arch = p.get("base_architecture")
+    st.markdown(
+        f"**A personal model**: it learned one person's handwriting from {p.get('n_drawings', '?')} labelled "
+        f"drawings, tuned from the base model **{base}**"
+        + ("" if kept else " (no longer in the model store)")
+        + (f": `{base_arch}`" if base_arch else "")
+        + (f", {', '.join(scores)}" if scores else "") + "."
+    )
+    c1, c2 = st.columns(2)
+    before, after = p.get("drawings_before"), p.get("drawings_after")
+    c1.metric("Drawings: before → after",
+              f"{_pct(before)} → {'–' if after is None else _pct(after)}",
+              help="The base model on the drawings (it never saw them), then the personal model, "
+              "cross-checked: each drawing read by a model tuned without it.")
+    c2.metric("Validation: before → after", f"{_pct(p.get('val_before'))} → {_pct(p.get('val_after'))}",
+              help="MNIST validation digits, the base model then the personal model.")
+    if p.get("refused"):
+        st.warning("This fine-tuning was refused (it cost too much on validation digits).")
+    X, y = personal.decode_drawings(meta)
+    total = (p.get("drawings") or {}).get("total") if isinstance(p.get("drawings"), dict) else None
+    if len(y):
+        more = f" (the first {len(y):,} of {total:,})" if isinstance(total, int) and total > len(y) else ""
+        st.markdown(f"**The drawings it learned from**{more}, with their labels")
+        _gallery(X, np.arange(len(y)), [str(int(v)) for v in y], "")
+    else:
+        st.caption("The drawings it learned from are not in this model's file.")

@@ -1,8 +1,12 @@
-"""Training in a background thread for the Train page, with no Streamlit in sight.
+"""Training in a background thread for the pages, with no Streamlit in sight.
 
-The page only renders: it submits a :class:`TrainingJob` to the process-wide
-:class:`TrainingManager`, then polls ``job.poll()`` a few times a second for an immutable
-:class:`Snapshot`. Everything that has to be right without a browser lives here:
+A page only renders: it submits a job to the process-wide :class:`TrainingManager`, then polls
+``job.poll()`` a few times a second for an immutable :class:`Snapshot`. There are two kinds of
+job, both a :class:`Job` (queued, polled, stopped and abandoned the same way):
+:class:`TrainingJob` trains a new model (the Train page, the Draw page's quick model), and
+:class:`FinetuneJob` teaches a copy of a model someone's handwriting (``scratchnet.personal``,
+the Draw page's "Teach it my handwriting"). Everything that has to be right without a browser
+lives here:
 
 - consuming ``training.train`` records costs a lock and a tuple append per record, and the chart
   keeps at most ``MAX_POINTS`` evenly spaced points however long the run (halve and double the
@@ -12,7 +16,9 @@ The page only renders: it submits a :class:`TrainingJob` to the process-wide
 - a job nobody polls for ``idle_timeout`` seconds (tab closed, session gone) is stopped, checked
   between every two gradient steps, so no orphan burns CPU;
 - when training ends the model is saved to the store with its metrics, history and config and
-  made active; a diverged model is kept in memory only, until the user explicitly keeps it.
+  made active; a diverged model is kept in memory only, until the user explicitly keeps it;
+- a fine-tuning's personal model is saved but never made active (it is one visitor's model),
+  and only when it finished and was not refused.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ import time
 import types
 from dataclasses import dataclass, field
 
-from scratchnet.errors import ScratchnetError
+import numpy as np
+
+from scratchnet import personal
+from scratchnet.errors import DataError, ScratchnetError
 from scratchnet.training import MAX_HISTORY, PointBuffer, Progress, TrainConfig, build_network
 from scratchnet.training import run as run_training
 
@@ -131,6 +140,8 @@ class Snapshot:
     error: str = ""
     config: dict = field(default_factory=dict)
     dataset: str = ""
+    kind: str = "training"  # the job's kind: "training" | "fine-tuning"
+    phase: str = ""  # while running, what the work is doing now (a fine-tuning: "Cross-validating")
 
     @property
     def active(self) -> bool:
@@ -189,7 +200,7 @@ class _StopSignal:
     hidden tab is not a closed one.
     """
 
-    def __init__(self, job: "TrainingJob"):
+    def __init__(self, job: "Job"):
         self.event = threading.Event()
         self.job = job
         self.abandoned = False
@@ -211,35 +222,37 @@ class _StopSignal:
 _ids = itertools.count(1)
 
 
-class TrainingJob:
-    """One training run: config + dataset in, progress snapshots and a saved model out.
+class Job:
+    """What every background job shares: a place in the queue, snapshots, stop, idle timeout.
 
-    ``run()`` trains in the calling thread (the manager calls it from a worker thread once a
-    slot is free); the benchmark calls it directly to time the page's code path headless.
+    A subclass says what the work is and what happens when it ends:
+
+    - ``_work()`` runs in the worker thread; it reports ``Progress`` records through
+      ``_record`` and checks ``stop_signal`` between steps (``training.train`` does both);
+    - ``_finish(outcome)`` gets what ``_work`` returned: it saves, and sets the final status,
+      message, error and result (in one ``_set``, so a page seeing the end also sees the model).
+
+    ``run()`` does the work in the calling thread (the manager calls it from a worker thread once
+    a slot is free); the benchmark calls it directly to time the page's code path headless.
     """
 
-    def __init__(self, config: TrainConfig, dataset, *, store=None, name: str | None = None,
-                 preset: str | None = None, save: bool = True, activate: bool = True,
+    kind = "job"  # what a page calls it: "training", "fine-tuning"
+
+    def __init__(self, config: TrainConfig, dataset, total_steps: int, *, store=None, name: str | None = None,
+                 save: bool = True, activate: bool = True,
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, threads: int | None = None,
-                 clock=time.monotonic, source: str = "train-page", extra: dict | None = None):
-        n_train = len(dataset.X_train)
-        config.validate(n_train=n_train)  # ConfigError now, on the page, not later in a thread
-        self.net = build_network(config, n_inputs=dataset.X_train.shape[1])
-        n_val = 0 if dataset.X_val is None else len(dataset.X_val)
-        every = choose_eval_every(config, n_train, n_val, self.net.macs_per_row())
-        self.config = config.replace(eval_every=every)
+                 clock=time.monotonic, source: str = ""):
+        self.config = config
         self.dataset = dataset
         self.store = store
         self.name = name
-        self.preset = preset
         self.save = save
         self.activate = activate
         self.idle_timeout = idle_timeout
         self.threads = threads
         self.clock = clock
         self.source = source
-        self.extra = dict(extra or {})
-        self._metadata: dict | None = None  # the training run's metadata document, once it ended
+        self._metadata: dict | None = None  # the run's metadata document, once it ended
         self.id = f"job-{next(_ids)}-{int(time.time() * 1000) % 100000:05d}"
         self.last_poll = clock()
         self.stop_signal = _StopSignal(self)
@@ -253,7 +266,7 @@ class TrainingJob:
         self._message = ""
         self._error = ""
         self._result: dict | None = None
-        self._total = self.config.total_steps(n_train)
+        self._total = int(total_steps)
         self._cached: Snapshot | None = None
         self._version = 0
         self._cached_version = -1
@@ -273,7 +286,8 @@ class TrainingJob:
             points = list(self._buffer.items)
             if p is not None and (not points or points[-1][0] != p.step):
                 points.append(_point(p))
-            eta = eta_seconds(self._recent, p.total_steps) if p is not None and self._status == "running" else None
+            running = self._status == "running"
+            eta = eta_seconds(self._recent, p.total_steps) if p is not None and running else None
             snap = Snapshot(
                 job_id=self.id,
                 status=self._status,
@@ -292,6 +306,8 @@ class TrainingJob:
                 error=self._error,
                 config=self.config.to_dict(),
                 dataset=getattr(self.dataset, "description", ""),
+                kind=self.kind,
+                phase=p.message if p is not None and running and p.status == "running" else "",
             )
             self._cached, self._cached_version = snap, self._version
             return snap
@@ -321,6 +337,19 @@ class TrainingJob:
     def status(self) -> str:
         return self._status
 
+    def metadata(self, status: str | None = None) -> dict:
+        """The run's metadata document (scratchnet.training.run), with this job's final status."""
+        if self._metadata is None:
+            raise ScratchnetError(f"The {self.kind} has not ended yet, so there is no model to describe.")
+        meta = dict(self._metadata)
+        meta["status"] = status or self._status
+        meta["metrics"] = dict(meta["metrics"], status=meta["status"])
+        return meta
+
+    def keep(self, name: str | None = None) -> dict:
+        """Save and activate the model anyway; only a training offers that (after divergence)."""
+        raise ScratchnetError(f"A {self.kind} has no model to keep anyway.")
+
     # ------------------------------------------------------------------ the worker's side
     def _set(self, **kw) -> None:
         with self._lock:
@@ -329,7 +358,7 @@ class TrainingJob:
             self._version += 1
 
     def _record(self, p: Progress) -> None:
-        """Per-record work on the training thread: keep it tiny (a lock and an append)."""
+        """Per-record work on the worker thread: keep it tiny (a lock and an append)."""
         with self._lock:
             self._last = p
             self._buffer.add(_point(p))
@@ -342,28 +371,67 @@ class TrainingJob:
         self.done.set()
 
     def run(self) -> Snapshot:
-        """Train to the end in this thread, then save the model; returns the final snapshot."""
+        """Do the work to the end in this thread, then save; returns the final snapshot."""
         self._set(status="running", queue_position=0)
         try:
             with _blas_limit(self.threads or blas_threads()):
-                result = run_training(self.config, self.dataset, stop=self.stop_signal, on_progress=self._record,
-                                      preset=self.preset, source=self.source, net=self.net, extra=self.extra)
+                outcome = self._work()
+            self._finish(outcome)
         except Exception as err:  # a bug or a user error inside the thread: show it, never die silently
             if not isinstance(err, ScratchnetError):
-                log.exception("training job %s failed", self.id)
+                log.exception("%s job %s failed", self.kind, self.id)
             self._set(status="failed", error=str(err) if isinstance(err, ScratchnetError)
                       else f"{type(err).__name__}: {err}")
-            self.done.set()
-            return self.snapshot()
+        self.done.set()
+        return self.snapshot()
+
+    def _work(self):
+        raise NotImplementedError
+
+    def _finish(self, outcome) -> None:
+        raise NotImplementedError
+
+    def _stopped_status(self, message: str) -> tuple[str, str]:
+        """("stopped", message), or ("abandoned", why) when nobody was watching any more."""
+        if not self.stop_signal.abandoned:
+            return "stopped", message
+        return "abandoned", (f"Stopped after {format_seconds(self.idle_timeout)} without anyone watching "
+                             f"(the page was closed). {message}").strip()
+
+
+class TrainingJob(Job):
+    """One training run: config + dataset in, progress snapshots and a saved model out."""
+
+    kind = "training"
+
+    def __init__(self, config: TrainConfig, dataset, *, store=None, name: str | None = None,
+                 preset: str | None = None, save: bool = True, activate: bool = True,
+                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, threads: int | None = None,
+                 clock=time.monotonic, source: str = "train-page", extra: dict | None = None):
+        n_train = len(dataset.X_train)
+        config.validate(n_train=n_train)  # ConfigError now, on the page, not later in a thread
+        net = build_network(config, n_inputs=dataset.X_train.shape[1])
+        n_val = 0 if dataset.X_val is None else len(dataset.X_val)
+        config = config.replace(eval_every=choose_eval_every(config, n_train, n_val, net.macs_per_row()))
+        super().__init__(config, dataset, config.total_steps(n_train), store=store, name=name, save=save,
+                         activate=activate, idle_timeout=idle_timeout, threads=threads, clock=clock,
+                         source=source)
+        self.net = net
+        self.preset = preset
+        self.extra = dict(extra or {})
+
+    def _work(self):
+        return run_training(self.config, self.dataset, stop=self.stop_signal, on_progress=self._record,
+                            preset=self.preset, source=self.source, net=self.net, extra=self.extra)
+
+    def _finish(self, result) -> None:
         last = result.last
         self._metadata = result.metadata
         test_acc = result.metadata["metrics"]["test_accuracy"]
         status = last.status if last is not None else "stopped"
         message = last.message if last is not None else ""
-        if status == "stopped" and self.stop_signal.abandoned:
-            status = "abandoned"
-            message = (f"Stopped after {format_seconds(self.idle_timeout)} without anyone watching "
-                       f"(the page was closed). {message}")
+        if status == "stopped":
+            status, message = self._stopped_status(message)
         self._set(result={"val_accuracy": last.val_accuracy if last else None, "test_accuracy": test_acc})
         error = ""
         trained = last is not None and last.step > 0
@@ -378,19 +446,8 @@ class TrainingJob:
             except ScratchnetError as err:
                 error = f"The model could not be saved: {err}"
         self._set(status=status, message=message, error=error)
-        self.done.set()
-        return self.snapshot()
 
     # ------------------------------------------------------------------ saving
-    def metadata(self, status: str | None = None) -> dict:
-        """The run's metadata document (scratchnet.training.run), with this job's final status."""
-        if self._metadata is None:
-            raise ScratchnetError("The training has not ended yet, so there is no model to describe.")
-        meta = dict(self._metadata)
-        meta["status"] = status or self._status
-        meta["metrics"] = dict(meta["metrics"], status=meta["status"])
-        return meta
-
     def _better_than_active(self, last: Progress) -> tuple[bool, str]:
         """May a stopped run replace the active model? Only if it scores no worse on validation.
 
@@ -440,6 +497,97 @@ class TrainingJob:
         return self._save(activate=True, name=name)
 
 
+class FinetuneJob(Job):
+    """Teach a copy of ``base`` one person's handwriting (:func:`scratchnet.personal.finetune`).
+
+    ``X`` (n, 784) float32 in [0, 1] are their drawings, ``y`` the right digits; ``dataset``
+    supplies the replayed digits and the validation digits. ``base`` is only read (it may be a
+    model shared by every session). The personal model is saved in the store as ``name`` (default
+    ``personal.personal_name(base_name)``) when the fine-tuning finished and was not refused,
+    and made active only with ``activate=True``: by default it is one visitor's model.
+
+    The outcome is ``job.personal`` (a :class:`scratchnet.personal.Personal`); the snapshot's
+    ``result`` holds its figures as plain numbers and lists (``fixed``, ``broken``, ...).
+    """
+
+    kind = "fine-tuning"
+
+    def __init__(self, base, X, y, dataset, *, store=None, base_name: str | None = None,
+                 base_meta: dict | None = None, name: str | None = None, steps: int | None = None,
+                 lr: float | None = None, seed: int = 0, folds: int | None = None, save: bool = True,
+                 activate: bool = False, idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+                 threads: int | None = None, clock=time.monotonic, source: str = "personal",
+                 drawings_meta: dict | None = None):
+        X, y = np.asarray(X, np.float32), np.asarray(y)
+        # The drawings' mistakes now, on the page, not later in a thread (finetune checks again).
+        if len(X) == 0:
+            raise DataError("There are no drawings to learn from.")
+        X = X.reshape(len(X), -1)
+        if X.shape[1] != 784 or y.shape != (len(X),):
+            raise DataError(f"Drawings must be 28x28 images with one label each, got {X.shape} and {y.shape}.")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() > 9:
+            raise DataError("Each drawing's label must be a digit from 0 to 9.")
+        y = y.astype(np.int64)
+        self.steps = personal.STEPS if steps is None else int(steps)
+        self.lr = personal.LR if lr is None else float(lr)
+        self.folds = personal.FOLDS if folds is None else int(folds)
+        config = personal.config_for(base, base_meta, y, steps=self.steps, lr=self.lr, seed=seed)  # ConfigError
+        k = min(self.folds, len(X)) if len(X) > 1 else 0  # the cross-validation runs, then the final one
+        super().__init__(config, dataset, (k + 1) * config.iterations, store=store,
+                         name=name or personal.personal_name(base_name), save=save, activate=activate,
+                         idle_timeout=idle_timeout, threads=threads, clock=clock, source=source)
+        self.base, self.X, self.y = base, X, y
+        self.base_name, self.base_meta, self.seed = base_name, base_meta, seed
+        self.drawings_meta = drawings_meta
+        self.personal = None  # the Personal outcome, once it ended
+
+    def _work(self):
+        return personal.finetune(self.base, self.X, self.y, self.dataset, base_meta=self.base_meta,
+                                 base_name=self.base_name, steps=self.steps, lr=self.lr, seed=self.seed,
+                                 folds=self.folds, stop=self.stop_signal, on_progress=self._record,
+                                 source=self.source, drawings_meta=self.drawings_meta)
+
+    def _finish(self, outcome) -> None:
+        self.personal = outcome
+        message = outcome.message
+        if outcome.steps == 0:  # finetune ended part-way (stopped or diverged) and kept the base
+            if self.stop_signal.event.is_set():
+                status, message = self._stopped_status(message)
+            else:
+                status = "diverged"
+        else:
+            status = "finished"
+            self._metadata = outcome.metadata
+        result = personal_figures(outcome)
+        error = ""
+        if self.save and status == "finished" and not outcome.refused:
+            try:
+                if self.store is None:
+                    raise ScratchnetError("There is no model store to save into.")
+                info = self.store.save(outcome.net, self.metadata(status), name=self.name)
+                if self.activate:
+                    self.store.set_active(info.name)
+                result.update(model_name=info.name, path=str(info.path), activated=self.activate)
+            except ScratchnetError as err:
+                error = f"The personal model could not be saved: {err}"
+        # One change: a page that sees the end also sees the model and the figures.
+        self._set(result=result, status=status, message=message, error=error)
+
+
+def personal_figures(outcome) -> dict:
+    """A fine-tuning's figures as plain numbers and lists (for snapshots and session state)."""
+    ints = lambda a: [int(v) for v in a]  # noqa: E731
+    figures = outcome.summary()
+    figures.update(
+        labels=ints(outcome.labels), predicted_before=ints(outcome.predicted_before),
+        predicted_after=ints(outcome.predicted_after), fixed=ints(outcome.fixed), broken=ints(outcome.broken),
+        val_accuracy=outcome.val_after, test_accuracy=None,
+    )
+    if not outcome.refused and outcome.steps:
+        figures["test_accuracy"] = (outcome.metadata.get("metrics") or {}).get("test_accuracy")
+    return figures
+
+
 def _finite(x) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
@@ -472,11 +620,11 @@ class TrainingManager:
     def __init__(self, max_running: int | None = None):
         self.max_running = max_running if max_running is not None else max_trainings()
         self._cond = threading.Condition()
-        self._waiting: list[TrainingJob] = []
-        self._running: list[TrainingJob] = []
-        self._jobs: dict[str, TrainingJob] = {}
+        self._waiting: list[Job] = []
+        self._running: list[Job] = []
+        self._jobs: dict[str, Job] = {}
 
-    def submit(self, job: TrainingJob) -> TrainingJob:
+    def submit(self, job: Job) -> Job:
         """Queue ``job``; it starts as soon as a slot is free (at once if one is)."""
         with self._cond:
             self._jobs[job.id] = job
@@ -486,11 +634,11 @@ class TrainingManager:
         threading.Thread(target=self._run, args=(job,), name=f"scratchnet-{job.id}", daemon=True).start()
         return job
 
-    def get(self, job_id: str | None) -> TrainingJob | None:
+    def get(self, job_id: str | None) -> Job | None:
         with self._cond:
             return self._jobs.get(job_id) if job_id else None
 
-    def active_jobs(self) -> list[TrainingJob]:
+    def active_jobs(self) -> list[Job]:
         """Running jobs first, then queued ones in queue order."""
         with self._cond:
             return list(self._running) + list(self._waiting)
@@ -511,7 +659,7 @@ class TrainingManager:
         for job in ended[: max(0, len(ended) - KEEP_FINISHED)]:
             self._jobs.pop(job.id, None)
 
-    def _run(self, job: TrainingJob) -> None:
+    def _run(self, job: Job) -> None:
         with self._cond:
             while True:
                 if job.stop_signal.is_set():
