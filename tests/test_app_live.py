@@ -224,21 +224,22 @@ def test_teach_it_the_rooms_handwriting(trained_model_store, monkeypatch):
     assert not at.button(key="live_teach").disabled
     at.button(key="live_teach").click()
     run(at)
-    job = live._JOBS[at.session_state[live.TEACH]]
-    deadline = time.monotonic() + 90
-    while job.poll().active:
-        assert time.monotonic() < deadline, "teaching did not end"
-        time.sleep(0.2)
+    from scratchnet.ui.worker import FinetuneJob, get_manager
+
+    job = get_manager().get(at.session_state[live.TEACH])
+    assert isinstance(job, FinetuneJob)  # in the training queue like any training
+    assert job.done.wait(90), "teaching did not end"
     run(at)
     snap = job.poll()
-    assert snap.status == "finished", snap.error
+    assert snap.status == "finished", (snap.error, snap.message)
     assert metric(at, "Held-out room drawings: before → after") is not None
-    assert snap.personal.metadata["personal"]["drawings"]["room"] == code
-    if snap.personal.refused:
+    assert job.personal.metadata["personal"]["drawings"]["room"] == code
+    if job.personal.refused:
         pytest.skip("the sample model's fine-tuning was refused (validation fell); nothing to switch to")
-    name = snap.model_name
+    name = snap.result["model_name"]
     assert name and name.startswith("test-model-personal-")
     assert Rooms().info(code)["model"] == "test-model"  # only when the presenter says so
+    assert trained_model_store.active_name() == "test-model"  # and never everyone's model
     at.button(key="live_use_taught").click()
     run(at)
     assert Rooms().info(code)["model"] == name
@@ -406,3 +407,27 @@ def test_without_a_model_the_lobby_says_so(env_dirs):
     at = page(LIVE)
     assert at.button(key="live_open").disabled
     assert "no trained model yet" in markdown_and_alerts(at)
+
+
+def test_teaching_waits_in_line_behind_a_training(trained_model_store):
+    from scratchnet.datasets import load_sample
+    from scratchnet.training import TrainConfig
+    from scratchnet.ui import live
+    from scratchnet.ui.worker import TrainingJob, get_manager
+
+    other = get_manager().submit(TrainingJob(TrainConfig(hidden=(8,), iterations=5_000_000, epochs=None,
+                                                         batch_size=64), load_sample(), save=False))
+    at, code, key = open_room()
+    core = Rooms()
+    for i, digit in enumerate([1, 7, 1]):
+        x = core.add(code, f"p{i}", image(i), probs(digit))
+        core.answer(code, f"p{i}", x.id, digit)
+    run(at)
+    at.button(key="live_teach").click()
+    run(at)
+    assert "number 1 in line" in markdown_and_alerts(at)
+    at.button(key="live_teach_stop").click()
+    run(at)
+    job = get_manager().get(at.session_state[live.TEACH])
+    assert job.done.wait(10) and job.poll().status == "stopped"
+    other.request_stop()

@@ -12,18 +12,14 @@ stumpers. Nicknames come from the audience, so they are shown with ``st.text`` (
 Markdown or HTML), as is anything else typed by a visitor.
 
 "Teach it the room's handwriting" fine-tunes a copy of the room's model on the answered drawings
-(``scratchnet.personal.finetune``: cross-validated before/after figures) in a background thread
-polled by a fragment; ``start_teaching`` is the one call site to move onto the worker's queue.
+(``scratchnet.personal.finetune``: cross-validated before/after figures) as a ``FinetuneJob`` in
+the worker's queue, behind any training, polled by a fragment.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-import threading
-import time
 import urllib.parse
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -40,7 +36,6 @@ TEACH_POLL_SECONDS = 1.0
 LATEST = 24  # drawings in the wall's grid
 STUMPERS = 6
 MIN_TEACH = 3  # answered drawings before teaching is offered (fewer leave nothing to hold out)
-KEEP_JOBS = 8  # finished teachings remembered for their pages
 CELL = 112  # px of one drawing on the wall (4x the network's 28x28); BIG_CELL on the big screen
 BIG_CELL = 140
 QR_WIDTH = 280  # on the big screen the QR code takes its column's width (~500 px on a projector)
@@ -418,20 +413,36 @@ def _teach_section(code: str, key: str) -> None:
     teach_fragment(code, key)
 
 
+def _teach_job(code: str):
+    """This session's fine-tuning of room ``code`` (a worker.FinetuneJob), if it is remembered."""
+    from scratchnet.ui.worker import get_manager
+
+    job = get_manager().get(st.session_state.get(TEACH))
+    room = (getattr(job, "drawings_meta", None) or {}).get("room")
+    return job if room == code else None
+
+
 def _teach_body(code: str, key: str) -> None:
     """Live too: the count of answered drawings grows while people draw; a teaching's progress."""
+    from scratchnet.ui.worker import max_trainings
+
     rooms = get_rooms()
     error = st.session_state.pop(TEACH_ERROR, None)
     if error:
         st.error(escape_markdown(error), icon="⚠️")
-    job = _JOBS.get(st.session_state.get(TEACH))
-    if job is not None and job.code != code:
-        job = None
-    if job is not None and job.poll().active:
-        snap = job.poll()
-        text = "Waiting for another teaching to finish" if snap.status == "queued" else \
-            f"Teaching: {snap.fraction:.0%} ({snap.phase})"
-        st.progress(snap.fraction, text=text)
+    job = _teach_job(code)
+    snap = job.poll() if job is not None else None  # polling is the job's heartbeat
+    if snap is not None and snap.active:
+        common.keep_alive(job)
+        if snap.status == "queued":
+            st.info(f"⏳ Another training is using this server ({max_trainings()} at a time): this one is "
+                    f"number {snap.queue_position} in line and starts by itself.")
+            st.progress(0.0, text=snap.progress_text)
+        else:
+            what = ("Cross-checking: models tuned without some of the drawings read them"
+                    if snap.phase == "Cross-validating" else "Learning the room's handwriting")
+            st.progress(snap.fraction, text=f"{what} · {snap.progress_text}")
+        st.button("Stop", icon=":material/stop:", key="live_teach_stop", on_click=job.request_stop)
         return
     try:
         answered = sum(1 for x in rooms.drawings(code) if x.answered)
@@ -447,14 +458,17 @@ def _teach_body(code: str, key: str) -> None:
     st.button("Teach it the room's handwriting", icon=":material/school:", key="live_teach",
               disabled=answered < MIN_TEACH or model is None, on_click=_start, args=(code, key),
               help=f"Needs at least {MIN_TEACH} answered drawings.")
-    if job is not None:
-        _teach_result(job, code, key)
+    if snap is not None:
+        _teach_result(snap, code, key)
 
 
 teach_fragment = st.fragment(run_every=TEACH_POLL_SECONDS)(_teach_body)
 
 
 def _start(code: str, key: str) -> None:
+    job = _teach_job(code)
+    if job is not None and job.snapshot().active:  # a double click
+        return
     try:
         job = start_teaching(code, key)
     except ScratchnetError as err:
@@ -463,11 +477,14 @@ def _start(code: str, key: str) -> None:
     st.session_state[TEACH] = job.id
 
 
-def start_teaching(code: str, key: str) -> "TeachJob":
-    """Start fine-tuning the room's model on its answered drawings (presenter only).
+def start_teaching(code: str, key: str):
+    """Queue the fine-tuning of the room's model on its answered drawings (presenter only).
 
-    The one call site to switch to the worker's fine-tuning job: everything it needs is here.
+    A ``worker.FinetuneJob`` in the same queue as every training: it waits its turn, is polled,
+    stopped and abandoned like one, and saves the personal model without making it active.
     """
+    from scratchnet.ui.worker import FinetuneJob, get_manager, idle_timeout
+
     rooms = get_rooms()
     rooms.check_key(code, key)
     X, y, ids = rooms.answered_arrays(code)
@@ -477,40 +494,39 @@ def start_teaching(code: str, key: str) -> "TeachJob":
     if model is None:
         raise RoomError("There is no model to teach; train one on the Train page first.")
     name, net, meta = model
-    dataset = common.get_dataset("mnist")  # full MNIST when downloaded, else the bundled sample
-    job = TeachJob(code, name, net, meta, X, y, dataset, common.get_store(),
-                   drawings_meta={"room": code, "ids": ids[:50]})
-    for old in [j for j in _JOBS.values() if not j.poll().active][:-KEEP_JOBS]:
-        _JOBS.pop(old.id, None)  # a finished teaching holds a model and its drawings: keep a few
-    _JOBS[job.id] = job
-    job.start()
+    job = FinetuneJob(net, X, y, common.get_dataset("mnist"), store=common.get_store(), base_name=name,
+                      base_meta=meta, idle_timeout=idle_timeout(), source="room",
+                      drawings_meta={"room": code, "ids": ids[:50]})
+    common.keep_alive(job)
+    get_manager().submit(job)
     return job
 
 
-def _teach_result(job: "TeachJob", code: str, key: str) -> None:
-    snap = job.poll()
-    if snap.status == "failed":
+def _teach_result(snap, code: str, key: str) -> None:
+    """The ended teaching: before and after on held-out drawings, and the offer to switch."""
+    r = snap.result or {}
+    if snap.status == "failed" or snap.error:
         st.error(escape_markdown(f"Teaching failed: {snap.error}"), icon="⚠️")
         return
-    p = snap.personal
-    if p is None:
+    if snap.status != "finished" or "drawings_before" not in r:
+        st.warning(escape_markdown(f"Teaching ended ({snap.status}). {snap.message}".strip()))
         return
     c1, c2 = st.columns(2)
-    after = "–" if p.drawings_after is None else f"{p.drawings_after:.0%}"
-    c1.metric("Held-out room drawings: before → after", f"{p.drawings_before:.0%} → {after}",
+    after = "–" if r.get("drawings_after") is None else f"{r['drawings_after']:.0%}"
+    c1.metric("Held-out room drawings: before → after", f"{r['drawings_before']:.0%} → {after}",
               help="Each drawing read by a model tuned without it (cross-validated): the room's handwriting "
               "learned, not memorised.")
-    if p.val_before is not None and p.val_after is not None:
-        c2.metric("MNIST validation: before → after", f"{p.val_before:.1%} → {p.val_after:.1%}",
+    if r.get("val_before") is not None and r.get("val_after") is not None:
+        c2.metric("MNIST validation: before → after", f"{r['val_before']:.1%} → {r['val_after']:.1%}",
                   help="It must not forget how everyone else writes.")
-    st.text(p.message)
-    current = get_rooms().info(code).get("model")
-    if snap.model_name and not p.refused:
-        if current == snap.model_name:
-            st.success(f"Everyone in the room draws against {snap.model_name} now.", icon=":material/check_circle:")
+    st.text(snap.message)
+    name = r.get("model_name")
+    if name and not r.get("refused"):
+        if get_rooms().info(code).get("model") == name:
+            st.success(f"Everyone in the room draws against {name} now.", icon=":material/check_circle:")
         else:
-            st.button(f"Make {snap.model_name} the room's model", type="primary", key="live_use_taught",
-                      on_click=_use_model, args=(code, key, snap.model_name))
+            st.button(f"Make {name} the room's model", type="primary", key="live_use_taught",
+                      on_click=_use_model, args=(code, key, name))
 
 
 def _use_model(code: str, key: str, name: str) -> None:
@@ -518,80 +534,3 @@ def _use_model(code: str, key: str, name: str) -> None:
         get_rooms().set_model(code, key, name)
     except RoomError as err:
         st.session_state[TEACH_ERROR] = str(err)
-
-
-# --------------------------------------------------------------------------- the teaching job
-
-
-@dataclass(frozen=True)
-class TeachSnapshot:
-    status: str  # "queued" | "running" | "finished" | "failed"
-    fraction: float = 0.0
-    phase: str = ""
-    personal: object | None = None  # scratchnet.personal.Personal once finished
-    model_name: str | None = None  # the saved model (finished and not refused)
-    error: str = ""
-
-    @property
-    def active(self) -> bool:
-        return self.status in ("queued", "running")
-
-
-_ids = itertools.count(1)
-_JOBS: dict[str, "TeachJob"] = {}
-_TEACH_LOCK = threading.Lock()  # one room teaching at a time in this process
-
-
-@dataclass
-class TeachJob:
-    """``personal.finetune`` in a thread; the personal model is saved (never made active)."""
-
-    code: str
-    base_name: str
-    base: object
-    base_meta: dict
-    X: np.ndarray
-    y: np.ndarray
-    dataset: object
-    store: object
-    drawings_meta: dict = field(default_factory=dict)
-    id: str = field(default_factory=lambda: f"teach-{next(_ids)}-{int(time.time() * 1000) % 100000:05d}")
-
-    def __post_init__(self):
-        self._snap = TeachSnapshot("queued")
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self.run, name=f"scratchnet-{self.id}", daemon=True).start()
-
-    def poll(self) -> TeachSnapshot:
-        return self._snap
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> TeachSnapshot:
-        from scratchnet import personal
-        from scratchnet.ui.worker import _blas_limit, blas_threads
-
-        with _TEACH_LOCK:
-            self._snap = TeachSnapshot("running")
-
-            def progress(p):
-                fraction = p.step / p.total_steps if p.total_steps else 0.0
-                self._snap = TeachSnapshot("running", float(fraction), p.message or "the final model")
-
-            try:
-                with _blas_limit(blas_threads()):
-                    result = personal.finetune(self.base, self.X, self.y, self.dataset, base_meta=self.base_meta,
-                                               base_name=self.base_name, stop=self._stop, on_progress=progress,
-                                               source="room", drawings_meta=self.drawings_meta)
-                name = None
-                if not result.refused:
-                    info = self.store.save(result.net, result.metadata, name=personal.personal_name(self.base_name))
-                    name = info.name
-                self._snap = TeachSnapshot("finished", 1.0, "", result, name)
-            except Exception as err:  # shown on the page, never a silent dead thread
-                why = str(err) if isinstance(err, ScratchnetError) else f"{type(err).__name__}: {err}"
-                self._snap = TeachSnapshot("failed", error=why)
-        return self._snap
