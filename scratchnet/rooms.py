@@ -291,8 +291,24 @@ class Rooms:
 
     # ----------------------------------------------------------------- the audience
     def info(self, code: str) -> dict:
-        """The open room's record (model, created); RoomError if unknown or closed."""
+        """The open room's record (model, created); RoomError if unknown or closed.
+
+        A room idle for ``idle_hours()`` closes here, the first time anyone looks at it.
+        """
+        if self._idle(code, self._meta(code)):
+            with self._locked(code):
+                return self._open_meta(code)
+        return self._open_meta(code)
+
+    def _idle(self, code: str, meta: dict) -> bool:
+        return not meta.get("closed") and self._last_activity(code, meta) < self.clock() - idle_hours() * 3600
+
+    def _open_meta(self, code: str) -> dict:
+        """info() for a caller holding the room's lock: closes it if idle, refuses it if closed."""
         meta = self._meta(code)
+        if self._idle(code, meta):
+            meta.update(closed=True, closed_at=self.clock(), closed_why="idle")
+            self._write_meta(code, meta)
         if meta.get("closed"):
             raise RoomError(f"Room {validate_code(code)} has closed.")
         return meta
@@ -309,7 +325,7 @@ class Rooms:
         nickname = clean_nickname(nickname)
         now = self.clock()
         with self._locked(code) as d:
-            self.info(code)
+            self._open_meta(code)
             last = _last_add.get((d.name, author))
             if last is not None and now - last < MIN_INTERVAL:
                 raise RateLimited("Easy there: one drawing a second is plenty. Try again in a moment.")
@@ -322,6 +338,9 @@ class Rooms:
             predicted = int(np.argmax(probs))
             row = [drawing_id, author, nickname, str(predicted), f"{probs[predicted]:.4f}", f"{now:.3f}"]
             _append(d / "drawings.csv", DRAWING_FIELDS, row)
+            if len(_last_add) > 10_000:  # forget sessions whose last drawing is long past
+                for k in [k for k, t in list(_last_add.items()) if now - t > 60 * MIN_INTERVAL]:
+                    _last_add.pop(k, None)
             _last_add[(d.name, author)] = now
         return RoomDrawing(drawing_id, author, nickname, predicted, float(probs[predicted]), now, None, pixels)
 
@@ -333,7 +352,7 @@ class Rooms:
             raise RoomError("The answer must be a digit from 0 to 9.")
         author = _author(session)
         with self._locked(code) as d:
-            self.info(code)
+            self._open_meta(code)
             rows = {r["id"]: r for r in _read(d / "drawings.csv")}
             row = rows.get(drawing_id)
             if row is None or row.get("author") != author:

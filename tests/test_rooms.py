@@ -179,8 +179,8 @@ def test_idle_rooms_close_and_keep_their_drawings(store, clock, monkeypatch):
     monkeypatch.setenv("SCRATCHNET_ROOM_IDLE_HOURS", "2")
     code, key = store.open()
     store.add(code, "s", img(), probs(5))
-    busy, _ = store.open()
     clock.t += 3 * 3600
+    busy, _ = store.open()  # opened later: not idle
     import os
 
     os.utime(store.root / code / "drawings.csv", (clock.t - 3 * 3600, clock.t - 3 * 3600))
@@ -191,6 +191,11 @@ def test_idle_rooms_close_and_keep_their_drawings(store, clock, monkeypatch):
         store.info(code)
     assert store.view(code).closed and store.view(code).drawings == 1
     store.info(busy)
+    # a room also closes the first time someone looks at it after the idle hours
+    late, _ = store.open()
+    clock.t += 3 * 3600
+    with pytest.raises(RoomError, match="has closed"):
+        store.add(late, "s", img(), probs(5))
 
 
 def test_concurrent_phones_lose_nothing(store, clock):
