@@ -54,4 +54,5 @@ with right:
 st.subheader("Pages")
 page_link("Train", "**Train** — pick data and hyper-parameters, press Start, watch the curves", "🏋️")
 page_link("Draw", "**Draw** — draw a digit and see the network's probabilities", "✏️")
-page_link("Inspect", "**Inspect** — weights as images, confusion matrix, mistakes", "🔍")
+page_link("Inspect", "**Inspect** — weights and filters as images, feature maps, confusion matrix, mistakes", "🔍")
+page_link("Live", "**Live** — open a room: the audience draws on their phones, the wall shows what the network reads", "📡")
