@@ -35,7 +35,7 @@ def test_home_without_model_or_mnist(env_dirs):
     assert "bundled 5,000-digit MNIST sample" in at.info[0].value
     assert "none trained yet" in at.warning[0].value
     links = page_links(at)
-    assert links == ["Train", "Draw", "Inspect"]
+    assert links == ["Train", "Draw", "Inspect", "Live"]
 
 
 def test_home_reports_the_active_model_and_mnist(trained_model_store, env_dirs):
