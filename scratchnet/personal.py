@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import base64
 import csv
-import math
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -209,18 +207,20 @@ def finetune(
     Xm, ym = mixture(X, y, dataset, config, rng)
     from scratchnet.datasets import Dataset
 
-    mixed = Dataset(f"{getattr(dataset, 'name', 'data')}+drawings", Xm, ym, dataset.X_val, dataset.y_val,
-                    getattr(dataset, "X_test", None), getattr(dataset, "y_test", None),
+    # validation is read once, at the end (not at every progress record), and the test set not at
+    # all: for a conv net those passes would cost as much as the tuning
+    mixed = Dataset(f"{getattr(dataset, 'name', 'data')}+drawings", Xm, ym, None, None, None, None,
                     f"{n} drawings mixed with replayed digits of {getattr(dataset, 'description', 'the data')}",
                     list(getattr(dataset, "notes", []) or []))
     result = run(config, mixed, stop=stop, on_progress=relay, source=source, net=base.copy())
     if result.status != "finished":
         return _ended(base, base_meta, X, y, result.last, predicted_before, start, config)
-    seconds = time.perf_counter() - start
-
     has_val = dataset.X_val is not None and len(dataset.X_val) > 0
     val_before = base.accuracy(dataset.X_val, dataset.y_val) if has_val else None
-    val_after = result.metadata["metrics"]["val_accuracy"] if has_val else None
+    val_after = result.net.accuracy(dataset.X_val, dataset.y_val) if has_val else None
+    result.metadata["metrics"]["val_accuracy"] = val_after
+    result.metadata["dataset"].update(n_val=0 if not has_val else len(dataset.X_val))
+    seconds = time.perf_counter() - start
     before = float((predicted_before == y).mean())
     after = float((predicted_after == y).mean()) if k else None
     refused = val_before is not None and val_after is not None and val_after < val_before - MAX_VAL_DROP
