@@ -201,7 +201,11 @@ def _start_quick_model() -> None:
     st.session_state[QUICK_JOB] = job.id
 
 
-def _quick_body(job_id: str) -> None:
+def _job_progress(job_id: str, running_text) -> None:
+    """A queued job's place in line, a running job's progress bar, a finished one reruns the page.
+
+    ``running_text(snap)`` says what the bar shows while the job runs.
+    """
     from scratchnet.ui.worker import get_manager, max_trainings
 
     job = get_manager().get(job_id)
@@ -214,10 +218,18 @@ def _quick_body(job_id: str) -> None:
                 f"{snap.queue_position} in line and starts by itself.")
         st.progress(0.0, text=snap.progress_text)
     elif snap.active:
-        val = f" · {snap.val_accuracy:.1%} on held-out digits" if snap.val_accuracy is not None else ""
-        st.progress(snap.fraction, text=f"Training a quick model: {snap.progress_text}{val}")
+        st.progress(snap.fraction, text=running_text(snap))
     else:
         st.rerun()  # the whole page: the new model is there (or the reason it is not)
+
+
+def _quick_text(snap) -> str:
+    val = f" · {snap.val_accuracy:.1%} on held-out digits" if snap.val_accuracy is not None else ""
+    return f"Training a quick model: {snap.progress_text}{val}"
+
+
+def _quick_body(job_id: str) -> None:
+    _job_progress(job_id, _quick_text)
 
 
 _quick_fragment = st.fragment(run_every=QUICK_POLL_SECONDS)(_quick_body)
@@ -644,24 +656,14 @@ def _adopt_personal_model() -> str | None:
     return name
 
 
-def _teach_body(job_id: str) -> None:
-    from scratchnet.ui.worker import get_manager, max_trainings
+def _teach_text(snap) -> str:
+    what = ("Cross-checking: models tuned without one part of your drawings read it"
+            if snap.phase == "Cross-validating" else "Learning your handwriting")
+    return f"{what} · {snap.progress_text}"
 
-    job = get_manager().get(job_id)
-    if job is None:
-        return
-    snap = job.poll()
-    if snap.status == "queued":
-        n = max_trainings()
-        st.info(f"⏳ Another training is using this server ({n} at a time): yours is number "
-                f"{snap.queue_position} in line and starts by itself.")
-        st.progress(0.0, text=snap.progress_text)
-    elif snap.active:
-        what = ("Cross-checking: models tuned without one part of your drawings read it"
-                if snap.phase == "Cross-validating" else "Learning your handwriting")
-        st.progress(snap.fraction, text=f"{what} · {snap.progress_text}")
-    else:
-        st.rerun()  # the whole page: the personal model is there (or the reason it is not)
+
+def _teach_body(job_id: str) -> None:
+    _job_progress(job_id, _teach_text)
 
 
 _teach_fragment = st.fragment(run_every=TEACH_POLL_SECONDS)(_teach_body)
