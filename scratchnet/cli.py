@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -356,6 +355,16 @@ class _StopOnSigint:
 # --------------------------------------------------------------------------- train
 
 
+def _check_out(out_arg: str, example: str) -> None:
+    """Refuse an --out that cannot be written before any data is loaded or trained."""
+    out = Path(out_arg).expanduser()
+    if out.is_dir():
+        raise ConfigError(f"--out {out_arg!r} is a folder; give a file name such as {example}.")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"Cannot save the model to {out_arg!r}: folder {str(parent)!r} does not exist.")
+
+
 def cmd_train(args) -> int:
     from scratchnet.store import ModelStore, save_model
     from scratchnet.training import build_network, run
@@ -364,12 +373,7 @@ def cmd_train(args) -> int:
     if args.out is not None:
         if args.name is not None:
             raise ConfigError("Give either --out (a file) or --name (a name in the model store), not both.")
-        out = Path(args.out).expanduser()
-        if out.is_dir():
-            raise ConfigError(f"--out {args.out!r} is a folder; give a file name such as model.npz.")
-        parent = out.parent if str(out.parent) else Path(".")
-        if not parent.is_dir():
-            raise ConfigError(f"Cannot save the model to {args.out!r}: folder {str(parent)!r} does not exist.")
+        _check_out(args.out, "model.npz")
     elif args.name is not None:
         from scratchnet.store import validate_name
 
@@ -555,12 +559,7 @@ def cmd_finetune(args) -> int:
     from scratchnet.store import ModelStore, save_model
 
     if args.out is not None:
-        out = Path(args.out).expanduser()
-        if out.is_dir():
-            raise ConfigError(f"--out {args.out!r} is a folder; give a file name such as personal.npz.")
-        parent = out.parent if str(out.parent) else Path(".")
-        if not parent.is_dir():
-            raise ConfigError(f"Cannot save the model to {args.out!r}: folder {str(parent)!r} does not exist.")
+        _check_out(args.out, "personal.npz")
     steps = personal.STEPS if args.steps is None else args.steps
     if not 1 <= steps <= personal.MAX_STEPS:
         raise ConfigError(f"--steps must be from 1 to {personal.MAX_STEPS:,}, got {steps}.")
