@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from scratchnet.errors import DataError
-from scratchnet.files import atomic_write
+from scratchnet.files import append_csv_row, atomic_write
 
 try:  # POSIX; on Windows the per-process lock below still serialises sessions of one app
     import fcntl
@@ -199,14 +199,7 @@ class FeedbackStore:
                     f"The drawing store already holds {MAX_DRAWINGS:,} drawings; export and "
                     "clear it before adding more."
                 )
-            fd = os.open(self.labels_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                text = _csv_line(row)
-                if os.fstat(fd).st_size == 0:
-                    text = _csv_line(FIELDS) + text
-                os.write(fd, text.encode("utf-8"))
-            finally:
-                os.close(fd)
+            append_csv_row(self.labels_path, FIELDS, row)
         return Drawing(filename, label, predicted, model, created)
 
     def clear(self) -> int:
@@ -306,9 +299,3 @@ def to_notebook_csv(X: np.ndarray, y: np.ndarray) -> bytes:
 def load_as_arrays(directory: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Labelled drawings as extra training data: ``(X uint8 (n, 784), y uint8 (n,))``."""
     return FeedbackStore(directory).load_arrays()
-
-
-def _csv_line(values) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue()

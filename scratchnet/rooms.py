@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from scratchnet.errors import ScratchnetError
-from scratchnet.files import atomic_write
+from scratchnet.files import append_csv_row, atomic_write
 
 try:
     import fcntl
@@ -337,7 +337,7 @@ class Rooms:
                 Image.fromarray(pixels, mode="L").save(f, format="PNG")
             predicted = int(np.argmax(probs))
             row = [drawing_id, author, nickname, str(predicted), f"{probs[predicted]:.4f}", f"{now:.3f}"]
-            _append(d / "drawings.csv", DRAWING_FIELDS, row)
+            append_csv_row(d / "drawings.csv", DRAWING_FIELDS, row)
             if len(_last_add) > 10_000:  # forget sessions whose last drawing is long past
                 for k in [k for k, t in list(_last_add.items()) if now - t > 60 * MIN_INTERVAL]:
                     _last_add.pop(k, None)
@@ -357,7 +357,7 @@ class Rooms:
             row = rows.get(drawing_id)
             if row is None or row.get("author") != author:
                 raise RoomError("You can only answer for your own drawings.")
-            _append(d / "answers.csv", ANSWER_FIELDS, [drawing_id, str(int(label)), f"{self.clock():.3f}"])
+            append_csv_row(d / "answers.csv", ANSWER_FIELDS, [drawing_id, str(int(label)), f"{self.clock():.3f}"])
 
     # ----------------------------------------------------------------- reading
     def drawings(self, code: str, since: float = 0.0) -> list[RoomDrawing]:
@@ -431,24 +431,6 @@ class Rooms:
                 return max(0, f.read().count(b"\n") - 1)
         except FileNotFoundError:
             return 0
-
-
-def _csv_line(values) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue()
-
-
-def _append(path: Path, fields, row) -> None:
-    """One row in one write on an O_APPEND descriptor (the caller holds the room's lock)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        text = _csv_line(row)
-        if os.fstat(fd).st_size == 0:
-            text = _csv_line(fields) + text
-        os.write(fd, text.encode("utf-8"))
-    finally:
-        os.close(fd)
 
 
 def _read(path: Path) -> list[dict]:
