@@ -52,6 +52,15 @@ class EnvDirs:
 
 
 @pytest.fixture
+def float64(monkeypatch):
+    """Layers and networks in float64, so finite differences are accurate (the maths is dtype-agnostic)."""
+    import numpy as np
+
+    monkeypatch.setattr("scratchnet.layers.DTYPE", np.float64)
+    monkeypatch.setattr("scratchnet.network.DTYPE", np.float64)
+
+
+@pytest.fixture
 def env_dirs(tmp_path, monkeypatch) -> EnvDirs:
     """Point the app's data and models directories at empty temp dirs for this test."""
     dirs = EnvDirs(tmp_path / "data", tmp_path / "models")

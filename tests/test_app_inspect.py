@@ -99,7 +99,7 @@ def test_following_a_digit_through_forward_and_backward(trained_model_store, sam
     x, label = sample.X_val[17], int(sample.y_val[17])
     w = ins.walkthrough(net, x, label, lr=meta["config"]["lr"])
     t = texts(at)
-    assert f"validation digit #17" in t
+    assert "validation digit #17" in t
     assert f"**L = {w.loss:.4g}**" in t
     assert f"from **{w.loss:.4g}** to **{w.loss_after:.4g}**" in t
     assert any(r"\theta := \theta - \alpha" in lt.value for lt in at.latex)
@@ -339,7 +339,7 @@ def test_conv_weights_tab_draws_the_filters_and_channel_activity(conv_store, sam
     assert image_captions(weights) == ["The 4 filters of conv4-5, row by row"]
     a = ins.analyse(net, sample.X_val, sample.y_val)
     t = tab_texts(weights)
-    assert f"4 filters: its 5×5 weights" in t
+    assert "4 filters: its 5×5 weights" in t
     assert f"full colour = {a.weights.vmax:.3g} or more" in t
     assert f"layer 1 (conv4-5): {a.activity[0].n_dead} of 4" in t
     assert f"layer 2 (dense16): {a.activity[1].n_dead} of 16" in t

@@ -2,32 +2,11 @@
 
 import numpy as np
 import pytest
+from tools.testkit import numeric_grad
 
 from scratchnet import layers as L
 from scratchnet.errors import ConfigError
 from scratchnet.network import Network
-
-
-@pytest.fixture
-def float64(monkeypatch):
-    """Layers and networks in float64, so finite differences are accurate (the maths is dtype-agnostic)."""
-    monkeypatch.setattr(L, "DTYPE", np.float64)
-    monkeypatch.setattr("scratchnet.network.DTYPE", np.float64)
-
-
-def numeric_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
 
 
 def standalone(layer, in_shape, n, rng):

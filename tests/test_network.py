@@ -4,32 +4,11 @@ import threading
 
 import numpy as np
 import pytest
+from tools.testkit import numeric_grad
 
 from scratchnet import layers as L
 from scratchnet.errors import ConfigError, DataError, ModelFileError
 from scratchnet.network import Network
-
-
-@pytest.fixture
-def float64(monkeypatch):
-    """float64 networks, so finite differences are accurate (the maths is dtype-agnostic)."""
-    monkeypatch.setattr(L, "DTYPE", np.float64)
-    monkeypatch.setattr("scratchnet.network.DTYPE", np.float64)
-
-
-def _numeric_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
 
 
 def _small_problem(activation, sizes=(6, 5, 4, 3)):
@@ -49,7 +28,7 @@ def test_backward_matches_finite_differences(float64, activation, l2):
     _, grads = net.loss_and_grads(X, y, l2)
     grads = [g.copy() for g in grads]
     for p, g in zip(net.params(), grads):
-        num = _numeric_grad(lambda: net.loss(X, y, l2), p)
+        num = numeric_grad(lambda: net.loss(X, y, l2), p)
         np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8)
 
 
