@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from scratchnet import feedback  # noqa: E402
 from scratchnet.datasets import load_mnist  # noqa: E402
 from scratchnet.errors import EmptyImageError  # noqa: E402
-from scratchnet.imaging import canvas_to_mnist, load_image, to_mnist  # noqa: E402
+from scratchnet.imaging import canvas_to_mnist, load_image  # noqa: E402
 from scratchnet.store import load_model, save_model  # noqa: E402
 from scratchnet.training import PRESETS, fit  # noqa: E402
 

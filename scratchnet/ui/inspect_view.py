@@ -373,7 +373,7 @@ def _evaluation_tab(data: EvalData, ev: ins.Evaluation, key: tuple) -> None:
     p = c2.selectbox("Predicted", list(range(10)), key=CM_PRED_KEY)
     idx = ev.cell(t, p)
     st.caption(f"{len(idx):,} digits labelled {t} were read as {p}"
-               + (" (correct)" if t == p else "") + (f"; the first 40, most confident first." if len(idx) > 40 else "."))
+               + (" (correct)" if t == p else "") + ("; the first 40, most confident first." if len(idx) > 40 else "."))
     idx = idx[:40]
     _gallery(data.X, idx, [_caption(ev, int(i)) for i in idx], "No digits in this cell.")
 
