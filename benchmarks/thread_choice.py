@@ -32,7 +32,7 @@ def epoch(X, y, batch_size: int, seed: int, mode: str) -> tuple[float, float]:
 
     os.environ["SCRATCHNET_THREADS"] = mode
     stats: dict = {}
-    seconds, _ = ours_epoch(X, y, batch_size, seed, stats)
+    seconds, _ = ours_epoch(X, y, batch_size, seed, stats=stats)
     return seconds, stats.get("share_blas", float("nan"))
 
 

@@ -59,15 +59,19 @@ def load_data(data_dir, quiet=False):
 SHARES: dict[str, list[float]] = {}  # run -> share of our steps that used OpenBLAS's threads
 
 
-def ours_epoch(X, y, batch_size: int, seed: int, layers: str | None = None) -> tuple[float, float]:
-    """One epoch of ``fast`` (or of ``layers``) without augmentation: (seconds, mean loss)."""
+def ours_epoch(X, y, batch_size: int, seed: int, layers: str | None = None,
+               stats: dict | None = None) -> tuple[float, float]:
+    """One epoch of ``fast`` (or of ``layers``) without augmentation: (seconds, mean loss).
+
+    ``stats`` (optional) receives the training loop's figures, e.g. ``share_blas``.
+    """
     from scratchnet.training import PRESETS, build_network, train
 
     config = PRESETS["fast"].replace(augment=False, epochs=1, batch_size=batch_size, seed=seed)
     if layers is not None:
         config = config.replace(layers=layers, lr_schedule="constant")
     net = build_network(config)
-    stats: dict = {}
+    stats = {} if stats is None else stats
     t = time.perf_counter()
     for p in train(net, X, y, config, stats=stats):
         pass
