@@ -3,7 +3,7 @@
     python benchmarks/run_all.py [--with-time-to-accuracy] [--data-dir DIR]
 
 Each script runs in its own process (so one's memory or threads cannot colour the next). Takes
-about 4 minutes on a 2-core machine; ``--with-time-to-accuracy`` adds the ~25 s
+about 8 minutes on a 2-core machine; ``--with-time-to-accuracy`` adds the ~25 s
 time-to-accuracy run (which also rewrites docs/time_to_accuracy.png and its CSV).
 """
 
