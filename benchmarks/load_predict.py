@@ -234,6 +234,20 @@ def drawer(base_url: str, rounds: int, interval: float, start: threading.Event |
 class Trainer:
     """A Train-page session that starts a long training and keeps watching it like a browser."""
 
+    @classmethod
+    def running_on(cls, url: str, timeout: float = 30.0) -> "Trainer":
+        """Start a training on the server at ``url``, watch it, and return once it is running."""
+        trainer = cls(url)
+        trainer.start()
+        trainer.watch()
+        deadline = time.monotonic() + timeout
+        while not trainer.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not trainer.running():
+            raise RuntimeError(f"the training did not start: {trainer.texts}")
+        print("training running:", trainer.texts[:1], flush=True)
+        return trainer
+
     def __init__(self, base_url: str, epochs: float = 1000.0):
         self.session = Session(base_url, "Train")
         self.epochs = epochs
@@ -413,15 +427,7 @@ def main() -> int:
                      preexec_fn=(lambda: os.nice(nice)) if nice else None) as (url, proc):
         try:
             if not args.no_training:
-                trainer = Trainer(url)
-                trainer.start()
-                trainer.watch()
-                deadline = time.monotonic() + 30
-                while not trainer.running() and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                if not trainer.running():
-                    raise RuntimeError(f"the training did not start: {trainer.texts}")
-                print("training running:", trainer.texts[:1], flush=True)
+                trainer = Trainer.running_on(url)
             rounds = max(1, int(args.seconds / args.interval))
             values = {d: canvas_value(draw_digit(d)) for d in ("1", "7")}
             go = threading.Event()

@@ -258,15 +258,7 @@ def main() -> int:
                      command=lambda port: serve + [str(port)]) as (url, proc):
         try:
             if not args.no_training:
-                trainer = Trainer(url)
-                trainer.start()
-                trainer.watch()
-                deadline = time.monotonic() + 30
-                while not trainer.running() and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                if not trainer.running():
-                    raise RuntimeError(f"the training did not start: {trainer.texts}")
-                print("training running:", trainer.texts[:1], flush=True)
+                trainer = Trainer.running_on(url)
             wall = Wall(url, data_dir)
             code = wall.open()
             wall.watch()

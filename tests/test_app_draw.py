@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from scratchnet import feedback
 from scratchnet.store import ModelStore
-from tools.testkit import draw_digit, metric
+from tools.testkit import draw_digit, metric, rerun_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/2_Draw.py"
@@ -157,18 +156,6 @@ def test_model_choice_defaults_to_the_active_model(trained_model_store):
     at.run()
     assert at.selectbox(key="draw_model").value == "test-model"  # follows a new active model
 
-
-def rerun_until(at: AppTest, predicate, timeout: float = 60.0) -> AppTest:
-    """``run_every`` fragments do not tick in AppTest: rerun the page until the state is reached."""
-    deadline = time.monotonic() + timeout
-    while True:
-        at.run()
-        assert not at.exception, at.exception
-        if predicate(at):
-            return at
-        if time.monotonic() > deadline:
-            raise AssertionError("the page never reached the expected state")
-        time.sleep(0.1)
 
 
 def has_model_box(at: AppTest) -> bool:

@@ -7,7 +7,6 @@ moved on (no timing assertions: they only wait for states).
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from scratchnet.datasets import load_sample
 from scratchnet.store import ModelStore
 from scratchnet.ui.worker import TrainingJob, get_manager
 from scratchnet.training import TrainConfig
-from tools.testkit import metric
+from tools.testkit import metric, rerun_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/1_Train.py"
@@ -33,17 +32,6 @@ def open_page(query: dict | None = None) -> AppTest:
     assert not at.exception, at.exception
     return at
 
-
-def rerun_until(at: AppTest, predicate, timeout: float = 30.0) -> AppTest:
-    deadline = time.monotonic() + timeout
-    while True:
-        at.run()
-        assert not at.exception, at.exception
-        if predicate(at):
-            return at
-        if time.monotonic() > deadline:
-            raise AssertionError("the page never reached the expected state")
-        time.sleep(0.1)
 
 
 def texts(elements) -> str:

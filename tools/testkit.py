@@ -51,3 +51,19 @@ def numeric_grad(f, x, eps=1e-6):
         x[i] = old
         g[i] = (fp - fm) / (2 * eps)
     return g
+
+
+def rerun_until(at, predicate, timeout: float = 60.0):
+    """Rerun an AppTest page until ``predicate(at)`` holds (``run_every`` fragments do not tick in
+    AppTest); fails on a page exception or after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        at.run()
+        assert not at.exception, at.exception
+        if predicate(at):
+            return at
+        if time.monotonic() > deadline:
+            raise AssertionError("the page never reached the expected state")
+        time.sleep(0.1)
