@@ -39,6 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from scratchnet import augment as augment_module  # noqa: E402
 from scratchnet import feedback  # noqa: E402
@@ -46,6 +47,7 @@ from scratchnet.datasets import load_mnist  # noqa: E402
 from scratchnet.errors import EmptyImageError  # noqa: E402
 from scratchnet.imaging import load_image  # noqa: E402
 from scratchnet.training import PRESETS, fit  # noqa: E402
+from preset_targets import drawn_dir  # noqa: E402
 
 ABLATION = {
     "none": "none",
@@ -168,8 +170,10 @@ def print_table(results: list[dict], writers: list[str]) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default="/work/shared/data/mnist", help="folder with the MNIST .gz files")
-    ap.add_argument("--drawn-dir", default="/work/shared/data/drawn-dev", help="folder with labels.csv")
+    ap.add_argument("--data-dir", default=os.environ.get("SCRATCHNET_DATA_DIR"),
+                    help="folder with the MNIST .gz files (default: SCRATCHNET_DATA_DIR)")
+    ap.add_argument("--drawn-dir", default=None,
+                    help="folder with labels.csv (default: SCRATCHNET_DRAWN_DIR, else ../shared/data/drawn-dev)")
     ap.add_argument("--augment", nargs="+", default=list(ABLATION),
                     help="ablation names (" + ", ".join(ABLATION) + ") or parts strings")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -183,7 +187,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     ds = load_mnist(args.data_dir, download=False, fallback=False)
-    drawn = read_drawn(Path(args.drawn_dir))
+    where = drawn_dir(args.drawn_dir)
+    if where is None:
+        sys.exit("no hand-drawn digits found: give --drawn-dir (a folder with labels.csv) or set SCRATCHNET_DRAWN_DIR")
+    drawn = read_drawn(where)
     print(ds.description + "; drawn: " + ", ".join(f"{w} {len(y)}" for w, (_, y) in drawn.items()),
           flush=True)
     hidden = tuple(int(h) for h in args.hidden.split(","))

@@ -31,17 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from preset_targets import drawn_dir  # noqa: E402
+
 TARGET_AFTER = {"MNIST-Maker": 0.99}
 TARGET_DROP = 0.005
 TARGET_SECONDS = {"fast": 10.0, "fast-affine": 10.0, "best": 30.0}
 OUT = ROOT / "benchmarks" / "out"
-
-
-def drawn_dir(arg):
-    for cand in (arg, os.environ.get("SCRATCHNET_DRAWN_DIR"), str(ROOT.parent / "shared" / "data" / "drawn-dev")):
-        if cand and (Path(cand) / "labels.csv").is_file():
-            return Path(cand)
-    return None
 
 
 def get_model(name: str, ds):
