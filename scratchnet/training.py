@@ -261,9 +261,13 @@ def train(
     stop=None,
     rng: np.random.Generator | None = None,
     stats: dict | None = None,
+    val_every: int = 1,
 ) -> Iterator[Progress]:
     """Train ``net`` in place, yielding a :class:`Progress` every ``eval_every`` steps.
 
+    Validation accuracy is measured on the first record, every ``val_every``-th after it and
+    the last; the others carry ``val_accuracy=None``. That lets a live chart get a record a few
+    times a second from a network whose validation pass costs many training steps.
     The last record always has ``status != "running"``. If the loss stops being finite (or
     explodes past ``DIVERGENCE_LOSS``), the parameters of the last good record are restored,
     so a diverged run never leaves NaN weights behind.
@@ -291,6 +295,8 @@ def train(
     steps_per_epoch = config.steps_per_epoch(n)
     total = config.total_steps(n)
     eval_every = int(config.eval_every or (10 if config.iterations is not None else steps_per_epoch))
+    if int(val_every) < 1:
+        raise ConfigError(f"val_every must be at least 1, got {val_every}.")
     flat = net.flat_params()
     controller = fast_threads.blas_controller()
     cores = fast_threads.cores_allowed(controller)
@@ -326,10 +332,13 @@ def train(
     order = np.arange(n)
     start = time.perf_counter()
     paused = 0.0  # time the caller held a record: drawing charts is not training time
+    records = 0
 
     def record(step: int, status: str = "running", message: str = "") -> Progress:
-        nonlocal loss_sum, correct, seen
-        val = net.accuracy(X_val, y_val) if X_val is not None and len(X_val) else None
+        nonlocal loss_sum, correct, seen, records
+        validate = status != "running" or records % int(val_every) == 0
+        records += 1
+        val = net.accuracy(X_val, y_val) if validate and X_val is not None and len(X_val) else None
         p = Progress(
             step=step,
             total_steps=total,
@@ -529,6 +538,7 @@ def run(
     extra: dict | None = None,
     catch_interrupt: bool = False,
     stats: dict | None = None,
+    val_every: int = 1,
 ) -> RunResult:
     """Train ``config`` on ``dataset`` (a :class:`scratchnet.datasets.Dataset`) to the end.
 
@@ -537,7 +547,8 @@ def run(
     up to ``MAX_HISTORY`` evenly spaced progress records, status and where it came from
     (``source``: "cli", "train-page", "quick-model", ...). ``extra`` adds fields (the Train
     page's extra data, say). With ``catch_interrupt`` a KeyboardInterrupt ends the run as
-    "stopped" instead of propagating (the CLI outside the main thread).
+    "stopped" instead of propagating (the CLI outside the main thread). ``val_every``: see
+    :func:`train`.
     """
     ds = dataset
     config.validate(n_train=len(ds.X_train))
@@ -547,7 +558,8 @@ def run(
     accepted = 0  # records whose weights the loop accepted as finite
     interrupted = False
     try:
-        for p in train(net, ds.X_train, ds.y_train, config, ds.X_val, ds.y_val, stop=stop, stats=stats):
+        for p in train(net, ds.X_train, ds.y_train, config, ds.X_val, ds.y_val, stop=stop, stats=stats,
+                       val_every=val_every):
             last = p
             accepted += p.status in ("running", "finished")
             points.add(p)

@@ -98,6 +98,43 @@ def test_progress_records_are_consistent(sample):
     assert hist[0].to_dict()["step"] == 8
 
 
+def test_val_every_validates_the_first_every_kth_and_last_record(sample, monkeypatch):
+    X, y, Xv, yv = sample
+    cfg = TrainConfig(hidden=(16,), iterations=23, epochs=None, batch_size=100, eval_every=2)  # 12 records
+    calls = []
+    real = Network.accuracy
+
+    def spy(self, Xa, ya):
+        calls.append(len(Xa))
+        return real(self, Xa, ya)
+
+    monkeypatch.setattr(Network, "accuracy", spy)
+    hist = list(train(build_network(cfg), X, y, cfg, Xv, yv, val_every=4))
+    validated = [i for i, h in enumerate(hist) if h.val_accuracy is not None]
+    assert len(hist) == 12 and validated == [0, 4, 8, 11]  # the last always: runs end on a measured figure
+    assert len(calls) == 4 and all(c == len(Xv) for c in calls)  # records without one cost no pass
+    assert all(h.loss > 0 and 0 <= h.train_accuracy <= 1 for h in hist)  # every record has those
+    # the same weights as validating every record: validation never touches training
+    twin = list(train(build_network(cfg), X, y, cfg, Xv, yv))
+    assert [h.loss for h in twin] == [h.loss for h in hist]
+    assert twin[-1].val_accuracy == hist[-1].val_accuracy
+    with pytest.raises(ConfigError, match="val_every"):
+        next(train(build_network(cfg), X, y, cfg, Xv, yv, val_every=0))
+
+
+def test_a_stopped_run_ends_on_a_validated_record(sample):
+    X, y, Xv, yv = sample
+    cfg = TrainConfig(hidden=(16,), iterations=1000, epochs=None, batch_size=100, eval_every=2)
+    stop = threading.Event()
+    hist = []
+    for p in train(build_network(cfg), X, y, cfg, Xv, yv, stop=stop, val_every=8):
+        hist.append(p)
+        if len(hist) == 3:
+            stop.set()
+    assert hist[-1].status == "stopped" and hist[-1].val_accuracy is not None
+    assert [h.val_accuracy is not None for h in hist[:3]] == [True, False, False]
+
+
 def test_full_batch_does_not_copy_the_data(sample, monkeypatch):
     X, y, _, _ = sample
     seen = []

@@ -19,6 +19,7 @@ from scratchnet.ui.worker import (
     TrainingJob,
     TrainingManager,
     choose_eval_every,
+    choose_val_every,
     format_seconds,
 )
 
@@ -65,9 +66,9 @@ def test_choose_eval_every_respects_explicit_and_bounds():
     fast = PRESETS["fast"]
     n_params = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
     every_mnist = choose_eval_every(fast, 59_000, 1000, n_params)
-    # validation (1,000 rows) must stay a small share of the training work between records
-    val_flops, step_flops = 2 * 1000 * n_params, 6 * 128 * n_params
-    assert val_flops / (every_mnist * step_flops) <= worker.VAL_OVERHEAD + 1e-9
+    # a record about every RECORD_INTERVAL seconds at the assumed speed
+    step_seconds = 6 * 128 * n_params / worker.ASSUMED_FLOPS
+    assert every_mnist * step_seconds == pytest.approx(worker.RECORD_INTERVAL, rel=0.2)
     # full batch: a step is already expensive, so records come every few steps
     nb = PRESETS["notebook"]
     every_nb = choose_eval_every(nb, 59_000, 1000, 784 * 10 + 10 + 10 * 10 + 10)
@@ -75,6 +76,24 @@ def test_choose_eval_every_respects_explicit_and_bounds():
     # short runs still get MIN_RECORDS records
     short = TINY.replace(iterations=40)
     assert choose_eval_every(short, 4000, 1000, 10_000) <= 2
+
+
+@pytest.mark.parametrize("layers", ["dense256,dense128", "conv16-5,maxpool2,conv32-5,maxpool2,dense128"])
+def test_validation_stays_a_small_share_while_records_come_often(layers):
+    from scratchnet.architecture import measure
+
+    config = PRESETS["fast"].replace(layers=layers)
+    macs = measure(layers).macs_per_row
+    every = choose_eval_every(config, 59_000, 1000, macs)
+    val_every = choose_val_every(config, 59_000, 1000, every)
+    assert val_every & (val_every - 1) == 0  # a power of two: the chart's thinned points stay validated
+    val_flops, step_flops = 2 * 1000 * macs, 6 * 128 * macs
+    share = val_flops / (every * val_every * step_flops)
+    assert share <= worker.VAL_OVERHEAD * 2**0.5 + 1e-9  # the nearest power of two
+    assert share >= worker.VAL_OVERHEAD / 2**0.5 or val_every == 1  # not needlessly rare
+    # the conv net's record comes within a second at the assumed speed, as the MLP's does
+    assert every * step_flops / worker.ASSUMED_FLOPS <= 2 * worker.RECORD_INTERVAL
+    assert choose_val_every(config, 59_000, 0, every) == 1  # nothing to validate on
 
 
 def test_format_seconds():
@@ -114,6 +133,19 @@ def test_snapshot_eta_uses_records_after_the_first(sample):
                          val_accuracy=0.5, seconds=5.5))
     assert job.snapshot().eta_seconds == pytest.approx(0.05 * (total - 20))
     assert f"{format_seconds(0.05 * (total - 20))} left" in job.snapshot().progress_text
+
+
+def test_snapshot_keeps_the_latest_validation_between_validated_records(sample):
+    job = TrainingJob(TINY, sample, save=False, idle_timeout=None)
+    job._set(status="running")
+    total = job.snapshot().total_steps
+    job._record(Progress(step=10, total_steps=total, epoch=0.1, loss=1.0, train_accuracy=0.5,
+                         val_accuracy=0.61, seconds=1.0))
+    job._record(Progress(step=20, total_steps=total, epoch=0.2, loss=0.9, train_accuracy=0.6,
+                         val_accuracy=None, seconds=2.0))
+    snap = job.snapshot()
+    assert snap.val_accuracy == 0.61 and snap.step == 20 and snap.loss == 0.9
+    assert [pt[4] for pt in snap.points] == [0.61, None]  # the chart sees which points validated
 
 
 def test_job_trains_saves_activates_with_metadata(tmp_path, sample):

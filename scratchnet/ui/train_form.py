@@ -250,15 +250,17 @@ STEP_OVERHEAD = 2e-4
 
 
 def estimate_seconds(config: TrainConfig, n_train: int, n_val: int = 0, n_test: int = 0, *,
-                     summary: NetworkSummary | None = None, eval_every: int | None = None) -> float:
+                     summary: NetworkSummary | None = None, eval_every: int | None = None,
+                     val_every: int | None = None) -> float:
     """Seconds the training of ``config`` should take on ``n_train`` digits, before it starts.
 
     steps x batch x (6 x macs_per_row / FLOPS_PER_SECOND + bytes_per_row / BYTES_PER_SECOND),
-    plus augmentation, a fixed cost per step, and the validation passes (forward only, a third of
-    a training row) every ``eval_every`` steps and the final test pass. A guide ("about 3 min"),
-    not a promise: the live ETA replaces it as soon as the run has measured itself.
+    plus augmentation, a fixed cost per step, the validation passes (forward only, a third of a
+    training row; one every ``val_every`` records of ``eval_every`` steps) and the final test
+    pass. A guide ("about 3 min"), not a promise: the live ETA replaces it as soon as the run
+    has measured itself.
     """
-    from scratchnet.ui.worker import choose_eval_every
+    from scratchnet.ui.worker import choose_eval_every, choose_val_every
 
     s = summary or network_summary(config.layers, config.activation)
     batch = config.effective_batch_size(n_train)
@@ -268,7 +270,9 @@ def estimate_seconds(config: TrainConfig, n_train: int, n_val: int = 0, n_test: 
     training = steps * (batch * row + STEP_OVERHEAD)
     if eval_every is None:
         eval_every = choose_eval_every(config, n_train, n_val, s.macs_per_row)
-    evaluations = math.ceil(steps / max(1, eval_every))
+    if val_every is None:
+        val_every = choose_val_every(config, n_train, n_val, eval_every)
+    evaluations = math.ceil(steps / max(1, eval_every) / max(1, val_every))
     eval_row = (2.0 * s.macs_per_row / FLOPS_PER_SECOND + s.bytes_per_row / BYTES_PER_SECOND) / 3
     return training + (evaluations * n_val + n_test) * eval_row
 
@@ -294,7 +298,9 @@ def format_estimate(seconds: float) -> str:
 _X = {"field": "step", "type": "quantitative", "title": "Iteration", "scale": {"domainMin": 0}}
 ACCURACY_SPEC = {
     "height": 260,
-    "transform": [{"fold": ["Train", "Validation"], "as": ["Accuracy of", "accuracy"]}],
+    # records without a validation pass hold None: drop them so the line joins the measured points
+    "transform": [{"fold": ["Train", "Validation"], "as": ["Accuracy of", "accuracy"]},
+                  {"filter": "isValid(datum.accuracy)"}],
     "mark": {"type": "line", "point": False, "interpolate": "monotone"},
     "encoding": {
         "x": _X,

@@ -467,11 +467,11 @@ def _progress_view(snap) -> None:
             f"{'s' if n != 1 else ''} at a time; yours starts by itself when a slot frees up.",
         )
     st.progress(snap.fraction, text=snap.progress_text)
-    prev = snap.points[-2] if len(snap.points) >= 2 else None
+    validated = [pt[4] for pt in snap.points if pt[4] is not None]  # not every record validates
     m1, m2, m3, m4 = st.columns(4)
     val_delta, arrow = None, "auto"
-    if prev is not None and snap.val_accuracy is not None and prev[4] is not None:
-        change = round((snap.val_accuracy - prev[4]) * 100, 1)
+    if len(validated) >= 2:
+        change = round((validated[-1] - validated[-2]) * 100, 1)
         val_delta, arrow = (f"{change:+.1f} pp", "auto") if change else ("0.0 pp", "off")
     m1.metric("Validation accuracy", _pct(snap.val_accuracy), val_delta, delta_arrow=arrow,
               delta_color="normal" if arrow == "auto" else "off",

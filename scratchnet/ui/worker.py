@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 MAX_POINTS = MAX_HISTORY  # chart points (and stored history records) per run
 DEFAULT_IDLE_TIMEOUT = 60.0  # seconds without a poll before a job counts as abandoned
-RECORD_INTERVAL = 0.25  # aim for a Progress record about this often (seconds)
+RECORD_INTERVAL = 0.5  # aim for a Progress record about this often (seconds; the page polls at 2 Hz)
 VAL_OVERHEAD = 0.03  # keep validation passes below ~3% of the training compute
 ASSUMED_FLOPS = 2e10  # single-thread float32 BLAS throughput; measured 17-40e9 on this 2-core box
 MIN_RECORDS = 20  # even short runs draw a curve, not two dots
@@ -94,21 +94,35 @@ def blas_threads() -> int:
 
 def choose_eval_every(config: TrainConfig, n_train: int, n_val: int, macs_per_row: int,
                       flops_per_second: float = ASSUMED_FLOPS) -> int:
-    """Steps between Progress records: a few per second, validation a small share of the work.
+    """Steps between Progress records: a few per second (the chart, the progress bar, the ETA).
 
     A step costs about ``6 * batch * macs_per_row`` flops (forward + backward; for a dense
-    network the multiply-adds per row are its weights), a validation pass
-    ``2 * n_val * macs_per_row``. Short runs still get ``MIN_RECORDS`` records.
+    network the multiply-adds per row are its weights). Short runs still get ``MIN_RECORDS``
+    records. How often a record also measures validation accuracy: :func:`choose_val_every`.
     """
     if config.eval_every is not None:
         return int(config.eval_every)
     batch = config.effective_batch_size(n_train)
     step_flops = 6.0 * batch * macs_per_row
-    for_time = RECORD_INTERVAL * flops_per_second / step_flops
-    for_overhead = (2.0 * n_val * macs_per_row) / (VAL_OVERHEAD * step_flops) if n_val else 1
-    every = max(1, math.ceil(max(for_time, for_overhead)))
+    every = max(1, math.ceil(RECORD_INTERVAL * flops_per_second / step_flops))
     total = config.total_steps(n_train)
     return max(1, min(every, total // MIN_RECORDS))
+
+
+def choose_val_every(config: TrainConfig, n_train: int, n_val: int, eval_every: int) -> int:
+    """Records between validation passes, so that validation stays a small share of the work.
+
+    A validation pass costs ``2 * n_val * macs_per_row`` flops, ``eval_every`` steps
+    ``eval_every * 6 * batch * macs_per_row`` (so the network's size cancels out). The answer is
+    the power of two nearest (in ratio) to the ``VAL_OVERHEAD`` share, so validation costs at most
+    sqrt(2) times that share. A power of two because the chart's point buffer keeps every 2^k-th
+    record: once it has thinned out, every point it keeps is a validated one.
+    """
+    if not n_val:
+        return 1
+    batch = config.effective_batch_size(n_train)
+    need = (2.0 * n_val) / (VAL_OVERHEAD * 6.0 * batch * max(1, eval_every))
+    return 2 ** max(0, round(math.log2(need))) if need > 1 else 1  # the nearest: within sqrt(2)
 
 
 # One chart point: the numbers of a Progress record, as a plain tuple (cheap to copy).
@@ -261,6 +275,7 @@ class Job:
         self._status = "queued"
         self._queue_position = 0
         self._last: Progress | None = None
+        self._last_val: float | None = None  # the latest record that measured validation
         self._buffer = PointBuffer(MAX_POINTS)
         self._recent: collections.deque = collections.deque(maxlen=ETA_RECORDS)  # (step, seconds)
         self._message = ""
@@ -297,7 +312,7 @@ class Job:
                 epoch=p.epoch if p else 0.0,
                 loss=_finite(p.loss) if p else None,
                 train_accuracy=_finite(p.train_accuracy) if p else None,
-                val_accuracy=p.val_accuracy if p else None,
+                val_accuracy=self._last_val if p else None,
                 seconds=p.seconds if p else 0.0,
                 eta_seconds=eta,
                 points=tuple(points),
@@ -361,6 +376,8 @@ class Job:
         """Per-record work on the worker thread: keep it tiny (a lock and an append)."""
         with self._lock:
             self._last = p
+            if p.val_accuracy is not None:
+                self._last_val = p.val_accuracy
             self._buffer.add(_point(p))
             self._recent.append((p.step, p.seconds))
             self._version += 1
@@ -413,6 +430,7 @@ class TrainingJob(Job):
         net = build_network(config, n_inputs=dataset.X_train.shape[1])
         n_val = 0 if dataset.X_val is None else len(dataset.X_val)
         config = config.replace(eval_every=choose_eval_every(config, n_train, n_val, net.macs_per_row()))
+        self.val_every = choose_val_every(config, n_train, n_val, config.eval_every)
         super().__init__(config, dataset, config.total_steps(n_train), store=store, name=name, save=save,
                          activate=activate, idle_timeout=idle_timeout, threads=threads, clock=clock,
                          source=source)
@@ -422,7 +440,8 @@ class TrainingJob(Job):
 
     def _work(self):
         return run_training(self.config, self.dataset, stop=self.stop_signal, on_progress=self._record,
-                            preset=self.preset, source=self.source, net=self.net, extra=self.extra)
+                            preset=self.preset, source=self.source, net=self.net, extra=self.extra,
+                            val_every=self.val_every)
 
     def _finish(self, result) -> None:
         last = result.last
