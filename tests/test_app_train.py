@@ -237,6 +237,22 @@ def test_second_session_watches_and_queues_behind_a_running_training(env_dirs):
     assert get_manager().get(at.query_params["job"]).snapshot().status in ("running", "finished")
 
 
+def test_a_fine_tuning_in_another_session_is_called_one(env_dirs):
+    from scratchnet.ui.worker import FinetuneJob
+
+    ds = load_sample()
+    base = TrainingJob(TrainConfig(hidden=(8,), iterations=20, epochs=None, batch_size=64), ds, save=False)
+    base.run()
+    X, y = ds.X_val[:4], ds.y_val[:4]
+    job = get_manager().submit(FinetuneJob(base.net, X, y, ds, steps=1_000, folds=2, save=False))
+    try:
+        at = rerun_until(open_page(), lambda a: "teaching a model their handwriting" in texts(a.info))
+        assert "A training started" not in texts(at.info)
+    finally:
+        job.request_stop()
+        job.done.wait(10)
+
+
 def test_labelled_drawings_can_join_the_training_data(env_dirs):
     from scratchnet.feedback import FeedbackStore
 

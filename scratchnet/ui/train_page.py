@@ -559,8 +559,10 @@ def _train_section(ds, own: TrainingJob | None, watched: TrainingJob | None) -> 
         st.caption("Press **Start training**: progress, accuracy and loss appear here as it learns.")
         return
     if shown is watched:
-        st.info("👀 A training started in another tab or session is running; you are watching it. "
-                "Press **Start training** to queue your own after it.")
+        what = ("A training started in another tab or session is running" if watched.kind == "training"
+                else "Someone is teaching a model their handwriting (a fine-tuning from the Draw or Live "
+                     "page) in another tab or session")
+        st.info(f"👀 {what}; you are watching it. Press **Start training** to queue your own after it.")
     if shown_active:
         _live_fragment(shown.id)
     else:
