@@ -22,6 +22,7 @@ from scratchnet.augment import (
     random_flag_params,
 )
 from scratchnet.errors import ConfigError
+from tools.testkit import run_threads
 
 SAMPLE = Path(aug.__file__).parent / "data" / "mnist_sample.npz"
 
@@ -177,8 +178,6 @@ def test_bad_arguments_raise():
 
 
 def test_threads_and_changing_batch_sizes_do_not_share_buffers(digits):
-    import threading
-
     p = random_affine_params(len(digits), np.random.default_rng(9))
     want = affine_batch(digits, p)
     got = {}
@@ -188,11 +187,7 @@ def test_threads_and_changing_batch_sizes_do_not_share_buffers(digits):
             res = affine_batch(digits[:size], p[:size])
         got[k] = res
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 3)
     for k in range(3):
         np.testing.assert_array_equal(got[k], want)
     np.testing.assert_array_equal(affine_batch(digits[:7], p[:7]), want[:7])
@@ -484,8 +479,6 @@ def test_flagged_training_batches_still_look_like_their_digits(labelled):
 
 
 def test_threads_get_the_same_numbers_with_every_part(labelled):
-    import threading
-
     X, y = labelled
     want = augment_batch(X, np.random.default_rng(11), y=y, parts="all")
     got = {}
@@ -495,11 +488,7 @@ def test_threads_get_the_same_numbers_with_every_part(labelled):
             res = augment_batch(X[:size], np.random.default_rng(11), y=y[:size], parts="all")
         got[k] = res
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 3)
     for k in range(3):
         np.testing.assert_array_equal(got[k], want)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from scratchnet.datasets import read_csv
 from scratchnet.errors import DataError, EmptyImageError
 from scratchnet.feedback import FeedbackStore
 from scratchnet.network import Network
+from tools.testkit import run_threads
 
 
 def digit_image(seed: int) -> np.ndarray:
@@ -168,11 +168,7 @@ def test_concurrent_appends_from_threads(tmp_path):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_threads(work, n_threads)
     assert not errors
     rows = store.list()
     assert len(rows) == n_threads * per_thread

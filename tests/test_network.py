@@ -1,10 +1,8 @@
 """Gradients against finite differences, and the network's public behaviour."""
 
-import threading
-
 import numpy as np
 import pytest
-from tools.testkit import numeric_grad
+from tools.testkit import numeric_grad, run_threads
 
 from scratchnet import layers as L
 from scratchnet.errors import ConfigError, DataError, ModelFileError
@@ -150,11 +148,7 @@ def test_predictions_from_many_threads_at_once_are_right():
         for _ in range(5):
             got[i] = net.predict_proba(inputs[i])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, len(inputs))
     for e, g in zip(expected, got):
         np.testing.assert_array_equal(e, g)
 

@@ -67,3 +67,14 @@ def rerun_until(at, predicate, timeout: float = 60.0):
         if time.monotonic() > deadline:
             raise AssertionError("the page never reached the expected state")
         time.sleep(0.1)
+
+
+def run_threads(work, n: int) -> None:
+    """Call ``work(0) .. work(n - 1)`` each on its own thread, all at once; return when all are done."""
+    import threading
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
