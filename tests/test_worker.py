@@ -121,10 +121,15 @@ def test_eta_ignores_the_slow_first_steps_and_follows_the_recent_rate():
     assert worker.eta_seconds(recent, recent[-1][0] + 1000) == pytest.approx(300.0)
 
 
-def test_snapshot_eta_uses_records_after_the_first(sample):
+def running_job(sample) -> tuple[TrainingJob, int]:
+    """A job marked running that never trains, fed records by hand; and its total steps."""
     job = TrainingJob(TINY, sample, save=False, idle_timeout=None)
     job._set(status="running")
-    total = job.snapshot().total_steps
+    return job, job.snapshot().total_steps
+
+
+def test_snapshot_eta_uses_records_after_the_first(sample):
+    job, total = running_job(sample)
     job._record(Progress(step=10, total_steps=total, epoch=0.1, loss=1.0, train_accuracy=0.5,
                          val_accuracy=0.5, seconds=5.0))
     assert job.snapshot().eta_seconds is None
@@ -136,9 +141,7 @@ def test_snapshot_eta_uses_records_after_the_first(sample):
 
 
 def test_snapshot_keeps_the_latest_validation_between_validated_records(sample):
-    job = TrainingJob(TINY, sample, save=False, idle_timeout=None)
-    job._set(status="running")
-    total = job.snapshot().total_steps
+    job, total = running_job(sample)
     job._record(Progress(step=10, total_steps=total, epoch=0.1, loss=1.0, train_accuracy=0.5,
                          val_accuracy=0.61, seconds=1.0))
     job._record(Progress(step=20, total_steps=total, epoch=0.2, loss=0.9, train_accuracy=0.6,
