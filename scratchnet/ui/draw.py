@@ -235,19 +235,28 @@ def _quick_body(job_id: str) -> None:
 _quick_fragment = st.fragment(run_every=QUICK_POLL_SECONDS)(_quick_body)
 
 
-def _adopt_quick_model() -> str | None:
-    """The name of this session's quick model the first time the page sees it saved, else None."""
+def _ended_once(job_key: str, adopted_key: str):
+    """The snapshot of the session's job under ``job_key`` the first time the page sees it ended.
+
+    None while it runs, when there is none, and on every later rerun (``adopted_key`` remembers).
+    """
     from scratchnet.ui.worker import get_manager
 
     ss = st.session_state
-    job = get_manager().get(ss.get(QUICK_JOB))
-    if job is None or ss.get(QUICK_ADOPTED) == job.id:
+    job = get_manager().get(ss.get(job_key))
+    if job is None or ss.get(adopted_key) == job.id:
         return None
     snap = job.snapshot()
     if snap.active:
         return None
-    ss[QUICK_ADOPTED] = job.id
-    return (snap.result or {}).get("model_name")
+    ss[adopted_key] = job.id
+    return snap
+
+
+def _adopt_quick_model() -> str | None:
+    """The name of this session's quick model the first time the page sees it saved, else None."""
+    snap = _ended_once(QUICK_JOB, QUICK_ADOPTED)
+    return None if snap is None else (snap.result or {}).get("model_name")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -640,16 +649,12 @@ def _start_teach(model_name: str, where: str = "section") -> None:
 def _adopt_personal_model() -> str | None:
     """Take in this session's fine-tuning once it ended: keep its outcome, return its model's name."""
     ss = st.session_state
-    job = _teach_job()
-    if job is None or ss.get(TEACH_ADOPTED) == job.id:
+    snap = _ended_once(TEACH_JOB, TEACH_ADOPTED)
+    if snap is None:
         return None
-    snap = job.snapshot()
-    if snap.active:
-        return None
-    ss[TEACH_ADOPTED] = job.id
     given = ss.get(TEACH_INPUT) or {}
     ss[TEACH_RESULT] = {**(snap.result or {}), "status": snap.status, "message": snap.message,
-                        "error": snap.error, "job": job.id, **given}
+                        "error": snap.error, "job": snap.job_id, **given}
     name = (snap.result or {}).get("model_name")
     if name:
         ss[MY_MODELS] = [*(ss.get(MY_MODELS) or []), name]
