@@ -698,6 +698,13 @@ class LayerTrace:
     a: np.ndarray  # (units,) output
 
 
+def _check_label(net: Network, label) -> int:
+    k = net.n_classes
+    if not 0 <= int(label) < k:
+        raise DataError(f"The label must be a digit from 0 to {k - 1}, got {label}.")
+    return int(label)
+
+
 def _one_row(x) -> np.ndarray:
     x = np.asarray(x, np.float32)
     if x.size != 784 and not (x.ndim == 1 or (x.ndim == 2 and len(x) == 1)):
@@ -832,10 +839,7 @@ class Walkthrough:
 
 def walkthrough(net: Network, x, label: int, lr: float = 0.1) -> Walkthrough:
     """Follow one digit with true ``label`` through forward, loss, backward and one update."""
-    k = net.n_classes
-    if not 0 <= int(label) < k:
-        raise DataError(f"The label must be a digit from 0 to {k - 1}, got {label}.")
-    label = int(label)
+    label = _check_label(net, label)
     row = _one_row(x)
     layers = trace(net, row)
     y = np.array([label])
@@ -941,10 +945,7 @@ class LayerWalkthrough:
 
 def layer_walkthrough(net: Network, x, label: int, lr: float = 0.1) -> LayerWalkthrough:
     """Follow one digit with true ``label`` through every layer, the loss, backward and one step."""
-    k = net.n_classes
-    if not 0 <= int(label) < k:
-        raise DataError(f"The label must be a digit from 0 to {k - 1}, got {label}.")
-    label = int(label)
+    label = _check_label(net, label)
     row = _one_row(x)
     steps = forward_steps(net, row)
     logits = steps[-1].out
