@@ -379,6 +379,20 @@ def train_model(models_dir: Path) -> None:
         raise RuntimeError(f"training the benchmark model ended {snap.status}: {snap.error or snap.message}")
 
 
+def server_dirs(prefix: str, what: str) -> tuple[Path, Path, Path, Path]:
+    """A fresh temp folder with the server's data and models folders, a model trained into it.
+
+    Returns (temp folder, data dir, models dir, the server's prediction timing log).
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    data_dir, models_dir = tmp / "data", tmp / "models"
+    data_dir.mkdir()
+    models_dir.mkdir()
+    print(f"training {what} into {models_dir} ...", flush=True)
+    train_model(models_dir)
+    return tmp, data_dir, models_dir, tmp / "predict_ms.log"
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its threads (Linux /proc), in seconds."""
     try:
@@ -413,13 +427,7 @@ def main() -> int:
                          "dedicated to the demo when other jobs share it")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="scratchnet-load-"))
-    data_dir, models_dir = tmp / "data", tmp / "models"
-    data_dir.mkdir()
-    models_dir.mkdir()
-    timing = tmp / "predict_ms.log"
-    print(f"training the shared model into {models_dir} ...", flush=True)
-    train_model(models_dir)
+    tmp, data_dir, models_dir, timing = server_dirs("scratchnet-load-", "the shared model")
     nice = args.server_nice
     trainer = None
     with running_app(data_dir, models_dir, tmp / "server.log", env={TIMING_ENV: str(timing)},

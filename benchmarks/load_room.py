@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from benchmarks.load_predict import (  # noqa: E402
     canvas_value,
     cpu_seconds,
     percentile,
-    train_model,
+    server_dirs,
 )
 from tools.devserver import running_app  # noqa: E402
 from tools.testkit import draw_digit  # noqa: E402
@@ -245,13 +244,7 @@ def main() -> int:
     if args.phones * rounds > 500:
         ap.error(f"{args.phones} phones x {rounds} drawings is more than a room takes (500)")
 
-    tmp = Path(tempfile.mkdtemp(prefix="scratchnet-room-"))
-    data_dir, models_dir = tmp / "data", tmp / "models"
-    data_dir.mkdir()
-    models_dir.mkdir()
-    timing = tmp / "predict_ms.log"
-    print(f"training the room's model into {models_dir} ...", flush=True)
-    train_model(models_dir)
+    tmp, data_dir, models_dir, timing = server_dirs("scratchnet-room-", "the room's model")
     trainer = wall = None
     serve = [sys.executable, str(ROOT / "benchmarks" / "load_predict.py"), "--serve"]
     with running_app(data_dir, models_dir, tmp / "server.log", env={TIMING_ENV: str(timing)},
