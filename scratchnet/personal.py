@@ -207,9 +207,9 @@ def finetune(
     Xm, ym = mixture(X, y, dataset, config, rng)
     from scratchnet.datasets import Dataset
 
-    # validation is read once, at the end (not at every progress record), and the test set not at
-    # all: for a conv net those passes would cost as much as the tuning
-    mixed = Dataset(f"{getattr(dataset, 'name', 'data')}+drawings", Xm, ym, None, None, None, None,
+    # validation is read once, below, not at every progress record; the test set once, by run()
+    mixed = Dataset(f"{getattr(dataset, 'name', 'data')}+drawings", Xm, ym, None, None,
+                    getattr(dataset, "X_test", None), getattr(dataset, "y_test", None),
                     f"{n} drawings mixed with replayed digits of {getattr(dataset, 'description', 'the data')}",
                     list(getattr(dataset, "notes", []) or []))
     result = run(config, mixed, stop=stop, on_progress=relay, source=source, net=base.copy())

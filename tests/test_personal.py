@@ -65,6 +65,21 @@ def test_ten_drawings_of_a_habit_teach_it_to_read_the_others(base, sample, slash
     assert y.tolist() == [0] * 10
 
 
+def test_the_personal_models_metrics_are_its_own(base, sample, slashed_zeros):
+    """Validation and test accuracy in the metadata are the personal model's, on the full splits."""
+    from dataclasses import replace
+
+    net, meta = base
+    S, yS = slashed_zeros
+    with_test = replace(sample, X_train=sample.X_train[500:], y_train=sample.y_train[500:],
+                        X_test=sample.X_train[:500], y_test=sample.y_train[:500])
+    result = personal.finetune(net, S[:10], yS[:10], with_test, base_meta=meta, folds=2, seed=0)
+    m, d = result.metadata["metrics"], result.metadata["dataset"]
+    assert m["val_accuracy"] == result.val_after == result.net.accuracy(sample.X_val, sample.y_val)
+    assert m["test_accuracy"] == pytest.approx(result.net.accuracy(with_test.X_test, with_test.y_test))
+    assert d["n_val"] == len(sample.X_val) and d["n_test"] == 500
+
+
 def test_the_base_model_and_its_file_are_never_changed(base, sample, slashed_zeros, tmp_path):
     net, meta = base
     path = save_model(tmp_path / "base.npz", net, meta)
