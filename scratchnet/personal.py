@@ -90,6 +90,23 @@ def copies_per_step(y: np.ndarray) -> np.ndarray:
                               (REPLAY / 10) / per_class])
 
 
+def check_drawings(X, y) -> tuple[np.ndarray, np.ndarray]:
+    """Drawings as (n, 784) float32 in [0, 1] with int64 labels 0-9, or DataError saying what is wrong."""
+    X = np.asarray(X, np.float32).reshape(len(X), -1) if len(X) else np.zeros((0, 784), np.float32)
+    y = np.asarray(y)
+    if len(X) == 0:
+        raise DataError("There are no drawings to learn from.")
+    if len(X) > MAX_DRAWINGS:
+        raise DataError(f"{len(X):,} drawings are more than fine-tuning takes ({MAX_DRAWINGS:,}).")
+    if X.shape[1] != 784 or y.shape != (len(X),):
+        raise DataError(f"Drawings must be 28x28 images with one label each, got {X.shape} and {y.shape}.")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() > 9:
+        raise DataError("Each drawing's label must be a digit from 0 to 9.")
+    if not np.isfinite(X).all() or X.min() < 0 or X.max() > 1:
+        raise DataError("Drawings must hold pixel values from 0 to 1.")
+    return X, y.astype(np.int64)
+
+
 def config_for(base: Network, base_meta: dict | None, y, *, steps: int = STEPS,
                lr: float = LR, seed: int = 0) -> TrainConfig:
     """The fine-tuning run: the base's layers and augmentation, Adam, a small rate, few steps."""
@@ -161,19 +178,7 @@ def finetune(
     ``base`` is never changed. ``on_progress`` gets Progress records over all the runs (the
     cross-validation folds, then the final one). Raises DataError for unusable drawings.
     """
-    X = np.asarray(X, np.float32).reshape(len(X), -1) if len(X) else np.zeros((0, 784), np.float32)
-    y = np.asarray(y)
-    if len(X) == 0:
-        raise DataError("There are no drawings to learn from.")
-    if len(X) > MAX_DRAWINGS:
-        raise DataError(f"{len(X):,} drawings are more than fine-tuning takes ({MAX_DRAWINGS:,}).")
-    if X.shape[1] != 784 or len(y) != len(X):
-        raise DataError(f"Drawings must be 28x28 images with one label each, got {X.shape} and {len(y)} labels.")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() > 9:
-        raise DataError("Each drawing's label must be a digit from 0 to 9.")
-    if not np.isfinite(X).all() or X.min() < 0 or X.max() > 1:
-        raise DataError("Drawings must hold pixel values from 0 to 1.")
-    y = y.astype(np.int64)
+    X, y = check_drawings(X, y)
     n = len(X)
     config = config_for(base, base_meta, y, steps=steps, lr=lr, seed=seed)
     rng = np.random.default_rng(seed)

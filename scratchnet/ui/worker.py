@@ -34,10 +34,9 @@ import time
 import types
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from scratchnet import personal
-from scratchnet.errors import DataError, ScratchnetError
+from scratchnet.errors import ScratchnetError
 from scratchnet.training import MAX_HISTORY, PointBuffer, Progress, TrainConfig, build_network
 from scratchnet.training import run as run_training
 
@@ -537,16 +536,7 @@ class FinetuneJob(Job):
                  activate: bool = False, idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
                  threads: int | None = None, clock=time.monotonic, source: str = "personal",
                  drawings_meta: dict | None = None):
-        X, y = np.asarray(X, np.float32), np.asarray(y)
-        # The drawings' mistakes now, on the page, not later in a thread (finetune checks again).
-        if len(X) == 0:
-            raise DataError("There are no drawings to learn from.")
-        X = X.reshape(len(X), -1)
-        if X.shape[1] != 784 or y.shape != (len(X),):
-            raise DataError(f"Drawings must be 28x28 images with one label each, got {X.shape} and {y.shape}.")
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() > 9:
-            raise DataError("Each drawing's label must be a digit from 0 to 9.")
-        y = y.astype(np.int64)
+        X, y = personal.check_drawings(X, y)  # the drawings' mistakes now, on the page, not in a thread
         self.steps = personal.STEPS if steps is None else int(steps)
         self.lr = personal.LR if lr is None else float(lr)
         self.folds = personal.FOLDS if folds is None else int(folds)
